@@ -1,0 +1,1 @@
+"""Prefect flows: the pipeline flow, its schedule and run summaries."""

@@ -1,0 +1,48 @@
+"""Run summaries: the markdown published as a Prefect artifact and logged to MLflow."""
+from __future__ import annotations
+
+from typing import Any
+
+# The figures worth a glance per stage (metric key -> label); the full set is in metrics/<stage>.json.
+HEADLINE = {
+    "prepare": {"texts.train": "train texts", "ranklists.train": "train lists", "ranklists.test": "test lists",
+                "prompts.train": "train prompts"},
+    "base": {"dev_perplexity": "dev perplexity", "train_seconds": "train s", "parameters": "parameters"},
+}
+
+
+def _get(metrics: dict, dotted: str) -> Any:
+    value: Any = metrics
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def headline(stage: str, metrics: dict) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs of a stage's headline metrics that are present."""
+    out = []
+    for key, label in HEADLINE.get(stage, {}).items():
+        value = _get(metrics, key)
+        if value is not None:
+            out.append((label, _fmt(value)))
+    return out
+
+
+def render_markdown(summary: dict) -> str:
+    """A markdown table: stage, status, seconds, headline metrics; then where to look."""
+    lines = ["# RLHF pipeline run", "", f"MLflow parent run: `{summary['parent_run_id']}`", "",
+             "| stage | status | seconds | headline |", "|---|---|---:|---|"]
+    for r in summary["stages"]:
+        figures = ", ".join(f"{k}: {v}" for k, v in headline(r["stage"], r["metrics"])) or "-"
+        lines.append(f"| {r['stage']} | {r['status']} | {r['seconds']:.1f} | {figures} |")
+    lines += ["", "Where to look: `mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db`, "
+              "`dvc metrics show`, `dvc plots show`."]
+    return "\n".join(lines) + "\n"

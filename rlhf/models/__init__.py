@@ -1,0 +1,1 @@
+"""Model builders: the base causal LM (bootstrapped or loaded)."""

@@ -1,0 +1,49 @@
+"""``rlhf``: one console script for the pipeline (``rlhf --help`` lists the commands)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from tasks.environment import setup_environment
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the pipeline flow (Prefect) over the DVC stages; print the summary."""
+    from flows.pipeline import pipeline
+    from rlhf_cli.render import print_run_summary
+
+    try:
+        summary = pipeline(stages=args.stage or None, force=args.force, retries=args.retries)
+    except Exception as e:  # the flow already logged the traceback; end with the reason
+        print(f"\nerror: pipeline failed: {e}", file=sys.stderr)
+        return 1
+    print_run_summary(summary)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf", description="RLHF pipeline: rank lists -> reward model -> PPO -> evaluation "
+                                 "(DVC stages, Prefect flow, MLflow tracking).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the pipeline flow: every DVC stage that is not up to date",
+                       description="Run the pipeline as a Prefect flow; each stage is `dvc repro --single-item "
+                                   "<stage>`, so unchanged stages are skipped. Tracked in MLflow.")
+    p.add_argument("--stage", action="append", metavar="NAME",
+                   help="only this stage (repeatable; default: all stages of dvc.yaml in order)")
+    p.add_argument("--force", action="store_true", help="re-run stages even when DVC finds them up to date")
+    p.add_argument("--retries", type=int, default=0, help="Prefect retries of a failed stage (default 0)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    setup_environment()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
