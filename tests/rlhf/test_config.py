@@ -1,0 +1,63 @@
+"""Params validation: every bad key, type or value is an error naming it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlhf.config import ConfigError, from_dict, read_yaml, render_yaml
+from rlhf.params import Params, load_params
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repo_params_and_tiny_profile_load():
+    params = load_params(REPO / "params.yaml")
+    assert params.base.model == "bootstrap"
+    tiny = load_params(REPO / "tests/smoke/params.yaml")
+    assert tiny.base.n_layer == 1
+
+
+def test_params_yaml_matches_the_typed_defaults():
+    # params.yaml is generated from the configs; a default changed in code must be changed there too.
+    assert read_yaml(REPO / "params.yaml") == read_yaml_text(render_yaml(Params()))
+
+
+def read_yaml_text(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"bse": {}}, "unknown key bse"),
+    ({"base": {"n_layr": 2}}, "unknown key base.n_layr"),
+    ({"base": {"n_layer": "four"}}, "base.n_layer: got 'four'"),
+    ({"base": {"n_layer": 2.5}}, "expected int"),
+    ({"base": {"n_layer": True}}, "base.n_layer"),
+    ({"base": {"n_layer": 0}}, "base.n_layer: got 0; expected a number in [1"),
+    ({"base": {"learning_rate": 0}}, "base.learning_rate: got 0.0; expected a number in (0"),
+    ({"base": {"n_embd": 30, "n_head": 4}}, "base.n_embd: got 30; expected a multiple of base.n_head=4"),
+    ({"seed": -1}, "seed: got -1"),
+    ({"data": {"on_error": "ignore"}}, "data.on_error: got 'ignore'"),
+    ({"data": {"split": {"train": 0.5, "dev": 0.1, "test": 0.1}}}, "expected fractions summing to 1"),
+    ({"base": []}, "base: got []"),
+])
+def test_bad_values_name_key_value_and_what_is_accepted(data, fragment):
+    with pytest.raises(ConfigError) as e:
+        from_dict(Params, data)
+    assert fragment in str(e.value)
+
+
+def test_ints_are_accepted_for_floats_and_kept_as_floats():
+    params = from_dict(Params, {"base": {"learning_rate": 1}})
+    assert params.base.learning_rate == 1.0 and isinstance(params.base.learning_rate, float)
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\nbase:\n  n_layer: [1,\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"params.yaml:\d+: invalid YAML"):
+        load_params(path)
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "missing.yaml")
