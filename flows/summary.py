@@ -8,6 +8,10 @@ HEADLINE = {
     "prepare": {"texts.train": "train texts", "ranklists.train": "train lists", "ranklists.test": "test lists",
                 "prompts.train": "train prompts"},
     "base": {"dev_perplexity": "dev perplexity", "train_seconds": "train s", "parameters": "parameters"},
+    "train_reward_model": {"best_dev_pairwise_accuracy": "dev pairwise acc", "seconds_per_epoch": "s/epoch"},
+    "evaluate_reward_model": {"pairwise_accuracy": "test pairwise acc", "exact_order_accuracy": "exact order",
+                              "kendall_tau_b": "tau-b", "registry.version": "version",
+                              "registry.decision": "registry"},
 }
 
 

@@ -35,7 +35,7 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
                  "metrics/base.json", "reports/base/samples.md", "reports/base/train_loss.csv"):
         assert (p / path).is_file(), path
     lock = yaml.safe_load((p / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"prepare", "base"}
+    assert set(lock["stages"]) >= {"prepare", "base", "train_reward_model", "evaluate_reward_model"}
     assert json.loads((p / "metrics/base.json").read_text())["dev_perplexity"] > 1.0
     assert json.loads((p / "metrics/prepare.json").read_text())["ranklists"]["train"] == 60
 
@@ -43,7 +43,7 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
     parents = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"]
     assert len(parents) == 1 and parents[0]["status"] == "FINISHED"
     children = {r["name"]: r for r in runs if r["tags"].get("mlflow.parentRunId") == parents[0]["id"]}
-    assert set(children) == {"prepare", "base"}
+    assert set(children) == {"prepare", "base", "train_reward_model", "evaluate_reward_model"}
     for stage, run in children.items():
         assert run["status"] == "FINISHED"
         assert run["tags"]["rlhf.stage"] == stage
@@ -70,5 +70,8 @@ def test_unchanged_run_skips_and_param_change_reruns_only_base(smoke_project: Pa
     assert lock["prepare"] == prepare_lock
     assert lock["base"]["params"]["params.yaml"]["base"]["steps"] == 5
     assert (p / "models/base/model.safetensors").stat().st_mtime != base_mtime
-    statuses = {r["name"]: r["tags"].get("rlhf.status") for r in _runs(p)[-3:]}
-    assert statuses.get("prepare") == "skipped"
+    runs = _runs(p)
+    last_parent = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"][-1]
+    statuses = {r["name"]: r["tags"].get("rlhf.status", "ran") for r in runs
+                if r["tags"].get("mlflow.parentRunId") == last_parent["id"]}
+    assert statuses["prepare"] == "skipped" and statuses["base"] == "ran"

@@ -1,0 +1,215 @@
+"""Training the reward model on batches of rank lists with the listwise rank loss.
+
+One optimiser step: ``lists_per_batch`` rank lists, all their texts right-padded into ONE batch
+and forwarded once, every cross-tier pair formed from those scores (:func:`rank_loss`). Lists of
+similar length share a batch (length bucketing, seeded), so padding stays small.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+
+from rlhf.config import to_dict
+from rlhf.models.base_lm import length_bucketed_batches
+from rlhf.reward.config import RewardModelConfig
+from rlhf.reward.evaluate import RankListView, prepare_lists, ranking_metrics
+from rlhf.reward.loss import build_rank_pairs, rank_loss
+from rlhf.reward.model import (RewardScorer, disable_dropout, encode_texts, forward_scores, reward_stats,
+                               save_reward_model)
+from rlhf.seed import seed_everything
+from rlhf.tokenizer import pad_right
+
+OnStep = Callable[[int, dict], None]
+
+
+def encode_lists(tok: PreTrainedTokenizerBase, views: list[RankListView], max_length: int
+                 ) -> tuple[list[list[list[int]]], int]:
+    """Ids of every text of every list (``[BOS] prompt+text [EOS]``), and how many were truncated."""
+    flat, truncated = encode_texts(tok, [t for v in views for t in v.texts()], max_length)
+    out, pos = [], 0
+    for v in views:
+        k = sum(len(t) for t in v.tiers)
+        out.append(flat[pos:pos + k])
+        pos += k
+    return out, sum(truncated)
+
+
+def make_optimizer(model: PreTrainedModel, cfg: RewardModelConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases and LayerNorm weights)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+
+def dev_evaluation(scorer: RewardScorer, seqs: list[list[int]], pairs, cfg: RewardModelConfig
+                   ) -> tuple[dict[str, float], torch.Tensor]:
+    """Score all dev texts once; metrics ``dev/loss``, ``dev/pairwise_accuracy``, ... and the raw scores."""
+    scores = scorer.score_encoded(seqs, batch_size=cfg.batch_size_eval)
+    loss, _ = rank_loss(scores, pairs, margin=cfg.margin, margin_per_tier_gap=cfg.margin_per_tier_gap,
+                        center_coef=cfg.center_coef)
+    ranking = ranking_metrics(scores, pairs)
+    metrics = {"dev/loss": loss.item(), "dev/pairwise_accuracy": ranking["pairwise_accuracy"],
+               "dev/exact_order_accuracy": ranking["exact_order_accuracy"],
+               "dev/kendall_tau_b": ranking["kendall_tau_b"], "dev/reward_mean": scores.mean().item(),
+               "dev/reward_std": scores.std(unbiased=False).item()}
+    return metrics, scores
+
+
+def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
+                       train_lists: Iterable[Any], dev_lists: Iterable[Any], out_dir: str | Path | None, *,
+                       seed: int, on_step: OnStep | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``model`` (an RM from :func:`load_reward_backbone`) on rank lists; save the best to ``out_dir``.
+
+    AdamW, warm-up then ``cfg.scheduler``, gradient clipping, dev evaluation every
+    ``cfg.eval_every`` steps and at the end; the weights with the best dev pairwise accuracy
+    (ties: lower dev loss) are restored at the end; early stopping after
+    ``cfg.early_stopping_patience`` evaluations without improvement. Without dev lists the last
+    weights are kept and the reward statistics come from the train texts.
+
+    ``on_step(step, metrics)`` gets, after optimiser step ``step`` (1-based), ``train/loss``,
+    ``train/pair_accuracy``, ``train/exact_order_accuracy``, ``train/lr``, ``train/grad_norm``,
+    ``train/padding_fraction``, and on evaluation steps the ``dev/...`` metrics as well.
+    Writes ``save_reward_model`` files (with ``reward_stats.json`` of the dev scores) to
+    ``out_dir`` unless it is None. Returns a summary dict of plain numbers plus ``eval_history``.
+    Seed torch before creating the model's score head; ``seed`` here drives batching.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(seed)
+    train_views, train_skipped = prepare_lists(train_lists, cfg.on_invalid_list)
+    dev_views, dev_skipped = prepare_lists(dev_lists, cfg.on_invalid_list)
+    if not train_views:
+        raise ValueError(f"train_reward_model: no valid train rank list (skipped: {train_skipped or 'none'})")
+    train_seqs, n_trunc_train = encode_lists(tok, train_views, cfg.max_length)
+    train_sizes = [[len(t) for t in v.tiers] for v in train_views]
+    list_len = [max(len(s) for s in seqs) for seqs in train_seqs]
+    dev_seqs, n_trunc_dev = encode_lists(tok, dev_views, cfg.max_length) if dev_views else ([], 0)
+    dev_flat = [s for seqs in dev_seqs for s in seqs]
+    dev_pairs = build_rank_pairs([v.tiers for v in dev_views], [v.id for v in dev_views]) if dev_views else None
+
+    if cfg.disable_dropout:
+        disable_dropout(model)
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False
+    pad_id = tok.pad_token_id
+    scorer = RewardScorer(model, tok, max_length=cfg.max_length, batch_size=cfg.batch_size_eval)
+    opt = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train_views) / cfg.lists_per_batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    sched = get_scheduler(cfg.scheduler, opt, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
+                          num_training_steps=total_steps)
+    rng = random.Random(seed)
+
+    step, best, bad_evals, stopped_early = 0, None, 0, False
+    best_state: dict[str, torch.Tensor] | None = None
+    best_dev_scores: torch.Tensor | None = None
+    history: list[dict[str, float]] = []
+    train_s = train_cpu_s = eval_s = 0.0
+    slots = real = 0
+    loss_ema = acc_ema = None
+    bar = tqdm(total=total_steps, desc="reward_model: train", disable=not progress, mininterval=2.0)
+    model.train()
+    while step < total_steps and not stopped_early:
+        for batch in length_bucketed_batches(list_len, cfg.lists_per_batch, rng, cfg.bucket_batches):
+            t0, c0 = time.perf_counter(), time.process_time()
+            seqs = [s for i in batch for s in train_seqs[i]]
+            pairs = build_rank_pairs([train_sizes[i] for i in batch], [train_views[i].id for i in batch])
+            ids, mask = pad_right(seqs, pad_id)  # (n_texts, width)
+            scores = forward_scores(model, ids, mask)  # (n_texts,)
+            loss, stats = rank_loss(scores, pairs, margin=cfg.margin, margin_per_tier_gap=cfg.margin_per_tier_gap,
+                                    center_coef=cfg.center_coef)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+            opt.step()
+            sched.step()
+            step += 1
+            train_s += time.perf_counter() - t0
+            train_cpu_s += time.process_time() - c0
+            slots += mask.numel()
+            real += int(mask.sum())
+            loss_ema = stats["loss"] if loss_ema is None else 0.95 * loss_ema + 0.05 * stats["loss"]
+            acc_ema = stats["pair_accuracy"] if acc_ema is None else 0.95 * acc_ema + 0.05 * stats["pair_accuracy"]
+            metrics = {"train/loss": stats["loss"], "train/pair_accuracy": stats["pair_accuracy"],
+                       "train/exact_order_accuracy": stats["exact_order_accuracy"],
+                       "train/lr": sched.get_last_lr()[0], "train/grad_norm": grad_norm,
+                       "train/padding_fraction": 1.0 - int(mask.sum()) / mask.numel()}
+            last = step >= total_steps
+            if dev_pairs is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
+                t1 = time.perf_counter()
+                dev, dev_scores = dev_evaluation(scorer, dev_flat, dev_pairs, cfg)
+                model.train()
+                eval_s += time.perf_counter() - t1
+                metrics.update(dev)
+                history.append({"step": step, **dev})
+                key = (dev["dev/pairwise_accuracy"], -dev["dev/loss"])
+                if best is None or key > best:
+                    best, bad_evals = key, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_dev_scores = dev_scores
+                    best_step = step
+                else:
+                    bad_evals += 1
+                    stopped_early = bool(cfg.early_stopping_patience) and bad_evals >= cfg.early_stopping_patience
+                bar.set_postfix(loss=f"{loss_ema:.3f}", acc=f"{acc_ema:.3f}",
+                                dev_acc=f"{dev['dev/pairwise_accuracy']:.3f}", refresh=False)
+            else:
+                bar.set_postfix(loss=f"{loss_ema:.3f}", acc=f"{acc_ema:.3f}", refresh=False)
+            bar.update(1)
+            if on_step is not None:
+                on_step(step, metrics)
+            if last or stopped_early:
+                break
+    bar.close()
+    model.eval()
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        stats_scores = best_dev_scores
+    else:  # no dev lists: keep the last weights, statistics from the train texts
+        best_step = step
+        stats_scores = scorer.score_encoded([s for seqs in train_seqs for s in seqs], batch_size=cfg.batch_size_eval)
+    rstats = reward_stats(stats_scores)
+    if out_dir is not None:
+        save_reward_model(model, tok, out_dir, stats=rstats, config=to_dict(cfg))
+    best_eval = next((h for h in history if h["step"] == best_step), {})
+    return {
+        "steps": step,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": step / steps_per_epoch,
+        "best_step": best_step,
+        "stopped_early": stopped_early,
+        "best_dev_pairwise_accuracy": best_eval.get("dev/pairwise_accuracy", float("nan")),
+        "best_dev_exact_order_accuracy": best_eval.get("dev/exact_order_accuracy", float("nan")),
+        "best_dev_kendall_tau_b": best_eval.get("dev/kendall_tau_b", float("nan")),
+        "best_dev_loss": best_eval.get("dev/loss", float("nan")),
+        "train_loss_final": loss_ema,
+        "train_pair_accuracy_final": acc_ema,
+        "train_seconds": train_s,
+        "train_cpu_seconds": train_cpu_s,
+        "eval_seconds": eval_s,
+        "seconds_per_epoch": train_s * steps_per_epoch / step,
+        "texts_per_second": sum(len(s) for s in train_seqs) * step / steps_per_epoch / train_s if train_s else 0.0,
+        "padding_fraction": 1.0 - real / slots,
+        "n_train_lists": len(train_views),
+        "n_dev_lists": len(dev_views),
+        "n_train_lists_skipped": sum(train_skipped.values()),
+        "n_dev_lists_skipped": sum(dev_skipped.values()),
+        "n_truncated_train_texts": n_trunc_train,
+        "n_truncated_dev_texts": n_trunc_dev,
+        "reward_mean": rstats["mean"],
+        "reward_std": rstats["std"],
+        "eval_history": history,
+    }
