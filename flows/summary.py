@@ -12,6 +12,9 @@ HEADLINE = {
     "evaluate_reward_model": {"pairwise_accuracy": "test pairwise acc", "exact_order_accuracy": "exact order",
                               "kendall_tau_b": "tau-b", "registry.version": "version",
                               "registry.decision": "registry"},
+    "ppo": {"initial_score": "score first", "final_score": "score last", "final_kl": "KL last", "eps_median": "eps"},
+    "evaluate_samples": {"base.judge_score": "judge base", "tuned.judge_score": "judge tuned", "kl": "KL",
+                         "promotion.decision": "registry"},
 }
 
 

@@ -36,13 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run stages even when DVC finds them up to date")
     p.add_argument("--retries", type=int, default=0, help="Prefect retries of a failed stage (default 0)")
     p.set_defaults(func=cmd_run)
+
+    from rlhf_cli import inference, ops
+
+    inference.add_commands(sub)
+    ops.add_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_environment()
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # bad input or a missing model: the message says which
+        print(f"error: {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -74,6 +74,54 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+# --- data lineage tags (issue 6) -------------------------------------------------------------
+def data_tags(stage: str, root: Path | None = None) -> dict[str, str]:
+    """The DVC stage and the md5 of each of its ``dvc.yaml`` deps, as ``dvc.lock`` records them.
+
+    Tags: ``dvc.stage``; ``dvc.dep.<path>`` per dep; ``rlhf.data_hash`` over the data and model
+    deps and ``rlhf.code_hash`` over the code deps (:func:`tasks.lineage.combined_hash`).
+    """
+    from tasks import lineage
+
+    root = root or _project_root()
+    deps = lineage.hashes(root, lineage.stage_deps(root, stage))
+    data = {p: h for p, h in deps.items() if not lineage.is_code(root, p)}
+    code = {p: h for p, h in deps.items() if lineage.is_code(root, p)}
+    tags = {"dvc.stage": os.environ.get("DVC_STAGE") or stage, **{f"dvc.dep.{p}": h for p, h in deps.items()}}
+    if data:
+        tags["rlhf.data_hash"] = lineage.combined_hash(data)
+    if code:
+        tags["rlhf.code_hash"] = lineage.combined_hash(code)
+    return tags
+
+
+def out_tags(stage: str, root: Path | None = None) -> dict[str, str]:
+    """``dvc.out.<path>`` = md5 of each of ``stage``'s outs (what a later stage's ``dvc.dep.*`` matches)."""
+    from tasks import lineage
+
+    root = root or _project_root()
+    return {f"dvc.out.{p}": h for p, h in lineage.hashes(root, lineage.stage_outs(root, stage)).items()}
+
+
+def stage_params(stage: str, root: Path | None = None) -> dict[str, Any]:
+    """The ``params.yaml`` values ``stage`` depends on (per ``dvc.yaml``), as a nested dict."""
+    import yaml
+
+    from tasks import lineage
+
+    root = root or _project_root()
+    path = root / "params.yaml"
+    values = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    out: dict[str, Any] = {}
+    for key in lineage.stage_param_keys(root, stage):
+        node: Any = values
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[key] = node
+    return out
+# --- end of data lineage tags ----------------------------------------------------------------
+
+
 @contextlib.contextmanager
 def pipeline_run(run_name: str = "pipeline", tags: Mapping[str, str] | None = None) -> Iterator[str]:
     """The flow's parent run; yields its id and exports it to stage processes."""
@@ -93,11 +141,13 @@ def stage_run(stage: str, params: Mapping[str, Any] | None = None,
     """A stage's run, nested under the flow's parent run when there is one; yields the run id."""
     experiment_id()
     parent = os.environ.get(PARENT_ENV) or None
-    all_tags = {**git_tags(), **environment_tags(), "rlhf.stage": stage, "rlhf.kind": "stage", **(tags or {})}
+    all_tags = {**git_tags(), **environment_tags(), **data_tags(stage), "rlhf.stage": stage, "rlhf.kind": "stage",
+                **(tags or {})}
     with mlflow.start_run(run_name=stage, parent_run_id=parent, tags=all_tags) as run:
         if params:
             log_params(params)
         yield run.info.run_id
+        set_tags(out_tags(stage))  # what the stage wrote: later stages' dvc.dep.* tags point back here
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -176,13 +226,13 @@ def record_skipped_stage(stage: str, metrics: Mapping[str, Any]) -> str:
 
     Uses the client API (not the fluent active-run stack), so it is safe inside the flow's run.
     """
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric, Param
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
     import time
 
     client = MlflowClient()
-    tags = {**git_tags(), **environment_tags(), "rlhf.stage": stage, "rlhf.kind": "stage",
-            "rlhf.status": "skipped", MLFLOW_RUN_NAME: stage}
+    tags = {**git_tags(), **environment_tags(), **data_tags(stage), **out_tags(stage), "rlhf.stage": stage,
+            "rlhf.kind": "stage", "rlhf.status": "skipped", MLFLOW_RUN_NAME: stage}
     parent = os.environ.get(PARENT_ENV)
     if parent:
         tags[MLFLOW_PARENT_RUN_ID] = parent
@@ -192,5 +242,13 @@ def record_skipped_stage(stage: str, metrics: Mapping[str, Any]) -> str:
              if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     for i in range(0, len(batch), 500):
         client.log_batch(run.info.run_id, metrics=batch[i:i + 500])
+    params = [Param(k, ("null" if v is None else str(v))[:6000]) for k, v in flatten(stage_params(stage)).items()]
+    for i in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[i:i + 100])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def log_table(data: Mapping[str, list], artifact_file: str) -> None:
+    """A small table (columns of equal length) shown in the MLflow UI's artifact viewer."""
+    mlflow.log_table(data=dict(data), artifact_file=artifact_file)

@@ -20,7 +20,7 @@ def test_repo_params_and_tiny_profile_load():
 
 def test_params_yaml_matches_the_typed_defaults():
     # params.yaml is generated from the configs; a default changed in code must be changed there too.
-    assert read_yaml(REPO / "params.yaml") == read_yaml_text(render_yaml(Params()))
+    assert read_yaml(REPO / "params.yaml") == read_yaml_text(render_yaml(Params())), "python -m rlhf.params > params.yaml"
 
 
 def read_yaml_text(text: str) -> dict:
@@ -61,3 +61,10 @@ def test_yaml_errors_name_file_and_line(tmp_path):
         load_params(path)
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_tiny_profile_is_a_complete_params_file():
+    # DVC tracks params by key: a profile missing a key a stage lists would fail `dvc repro`.
+    from rlhf.config import flatten, to_dict
+
+    assert set(flatten(read_yaml(REPO / "tests/smoke/params.yaml"))) == set(flatten(to_dict(Params())))

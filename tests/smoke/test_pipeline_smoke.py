@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.smoke.conftest import rlhf
+from tests.smoke.conftest import child_env, rlhf
 
 pytestmark = pytest.mark.slow
+STAGES = ("prepare", "base", "train_reward_model", "evaluate_reward_model", "ppo", "evaluate_samples")
 
 
 def _runs(project: Path) -> list[dict]:
@@ -32,10 +35,12 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
     p = smoke_project
     for path in ("data/prepared/ranklists/train.jsonl", "data/prepared/prompts.jsonl", "data/prepared/lm/train.txt",
                  "models/base/model.safetensors", "models/base/tokenizer.json", "metrics/prepare.json",
-                 "metrics/base.json", "reports/base/samples.md", "reports/base/train_loss.csv"):
+                 "metrics/base.json", "reports/base/samples.md", "reports/base/train_loss.csv",
+                 "models/reward_model/reward_stats.json", "models/policy/model.safetensors",
+                 "reports/ppo/metrics.csv", "reports/samples/samples.md", "metrics/evaluate_samples.json"):
         assert (p / path).is_file(), path
     lock = yaml.safe_load((p / "dvc.lock").read_text())
-    assert set(lock["stages"]) >= {"prepare", "base", "train_reward_model", "evaluate_reward_model"}
+    assert set(lock["stages"]) >= set(STAGES)
     assert json.loads((p / "metrics/base.json").read_text())["dev_perplexity"] > 1.0
     assert json.loads((p / "metrics/prepare.json").read_text())["ranklists"]["train"] == 60
 
@@ -43,7 +48,7 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
     parents = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"]
     assert len(parents) == 1 and parents[0]["status"] == "FINISHED"
     children = {r["name"]: r for r in runs if r["tags"].get("mlflow.parentRunId") == parents[0]["id"]}
-    assert set(children) == {"prepare", "base", "train_reward_model", "evaluate_reward_model"}
+    assert set(children) == set(STAGES)
     for stage, run in children.items():
         assert run["status"] == "FINISHED"
         assert run["tags"]["rlhf.stage"] == stage
@@ -54,24 +59,46 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
     assert "RLHF pipeline run" in (p / "first_run.log").read_text()
 
 
-def test_unchanged_run_skips_and_param_change_reruns_only_base(smoke_project: Path):
+def test_unchanged_run_skips_everything(smoke_project: Path):
     p = smoke_project
     base_mtime = (p / "models/base/model.safetensors").stat().st_mtime
     out = rlhf(p, "run").stdout
-    assert "skipped" in out
+    assert out.count("skipped") >= len(STAGES)
     assert (p / "models/base/model.safetensors").stat().st_mtime == base_mtime
+    assert statuses_of_last_run(p) == {stage: "skipped" for stage in STAGES}
 
-    params = yaml.safe_load((p / "params.yaml").read_text())
-    params["base"]["steps"] = 5
+
+def test_a_base_param_change_invalidates_base_and_downstream_not_prepare(smoke_project: Path):
+    p = smoke_project
+    original = (p / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["base"]["steps"] += 1
     (p / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    prepare_lock = yaml.safe_load((p / "dvc.lock").read_text())["stages"]["prepare"]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=p, env=child_env(p),
+                              capture_output=True, text=True, check=True)
+    finally:
+        (p / "params.yaml").write_text(original)
+    changed = set(json.loads(proc.stdout))
+    assert changed == set(STAGES) - {"prepare"}
+
+
+def test_an_eval_param_change_reruns_only_evaluate_samples(smoke_project: Path):
+    p = smoke_project
+    params = yaml.safe_load((p / "params.yaml").read_text())
+    params["eval"]["samples_per_prompt"] = 3
+    (p / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     rlhf(p, "run")
+    statuses = statuses_of_last_run(p)
+    assert statuses.pop("evaluate_samples") == "ran"
+    assert set(statuses.values()) == {"skipped"}
     lock = yaml.safe_load((p / "dvc.lock").read_text())["stages"]
-    assert lock["prepare"] == prepare_lock
-    assert lock["base"]["params"]["params.yaml"]["base"]["steps"] == 5
-    assert (p / "models/base/model.safetensors").stat().st_mtime != base_mtime
+    assert lock["evaluate_samples"]["params"]["params.yaml"]["eval"]["samples_per_prompt"] == 3
+    assert json.loads((p / "metrics/evaluate_samples.json").read_text())["n_samples"] == 3 * 6
+
+
+def statuses_of_last_run(p: Path) -> dict:
     runs = _runs(p)
     last_parent = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"][-1]
-    statuses = {r["name"]: r["tags"].get("rlhf.status", "ran") for r in runs
-                if r["tags"].get("mlflow.parentRunId") == last_parent["id"]}
-    assert statuses["prepare"] == "skipped" and statuses["base"] == "ran"
+    return {r["name"]: r["tags"].get("rlhf.status", "ran") for r in runs
+            if r["tags"].get("mlflow.parentRunId") == last_parent["id"]}

@@ -1,0 +1,118 @@
+"""Stage ``ppo``: fine-tune the base LM against the reward model with PPO; register ``policy``."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from rlhf.params import Params
+from tasks.stage import read_jsonl, stage_main
+
+STAGE = "ppo"
+BASE_DIR = Path("models/base")
+RM_DIR = Path("models/reward_model")
+POLICY_DIR = Path("models/policy")
+REPORT_DIR = Path("reports/ppo")
+PROMPTS = Path("data/prepared/prompts.jsonl")
+# Resumable checkpoints live outside DVC's outs (DVC deletes outs before re-running a stage),
+# keyed by everything that determines the run, so a changed input never resumes a stale run.
+CHECKPOINTS = Path("checkpoints/ppo")
+METRIC_COLUMNS = ["iteration", "objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy",
+                  "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg",
+                  "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "kl_coef", "eps"]
+
+
+def run_fingerprint(params: Params, root: Path) -> str:
+    """Hash of the PPO params, the seed, the reward source settings and the input models' files."""
+    import hashlib
+
+    from rlhf.config import to_dict
+    from tasks.registry import dir_hash
+
+    what = {"seed": params.seed, "ppo": to_dict(params.ppo), "base": dir_hash(root / BASE_DIR)}
+    if params.ppo.reward_source == "reward_model":
+        what["reward_model"] = dir_hash(root / RM_DIR)
+    else:
+        what["judge"] = to_dict(params.eval.judge)
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def samples_markdown(tables: list[tuple[int, list[dict]]]) -> str:
+    from rlhf.evaluation.report import escape_cell
+
+    lines = ["# PPO samples during training", ""]
+    for iteration, rows in tables:
+        lines += [f"## Iteration {iteration}", "", "| prompt | completion | score |", "|---|---|---:|"]
+        lines += [f"| {escape_cell(r['prompt'])} | {escape_cell(r['completion'])} | {r['score']:.3f} |" for r in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run(params: Params, root: Path = Path(".")) -> dict:
+    """PPO from ``models/base`` against the configured reward; save ``models/policy/``; register it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rlhf.ppo.model import PolicyWithValueHead
+    from rlhf.ppo.rewards import build_reward_fn
+    from rlhf.ppo.trainer import train_ppo
+    from rlhf.seed import seed_everything
+    from rlhf.tokenizer import load_tokenizer
+    from tasks import registry, tracking
+    from tasks.plots import write_csv
+
+    cfg = params.ppo
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
+    seed_everything(params.seed)
+    prompts = [r["prompt"] for r in read_jsonl(root / PROMPTS) if r.get("split") == "train"]
+    if not prompts:
+        raise ValueError(f"{PROMPTS}: no train prompts; run the prepare stage")
+    tok = load_tokenizer(root / BASE_DIR)
+    policy = PolicyWithValueHead.from_pretrained(root / BASE_DIR, seed=params.seed)
+    ref = AutoModelForCausalLM.from_pretrained(root / BASE_DIR)
+    reward_fn = build_reward_fn(cfg, tok, reward_model_dir=root / RM_DIR, judge_cfg=params.eval.judge)
+
+    fingerprint = run_fingerprint(params, root)
+    checkpoint_dir = root / CHECKPOINTS / fingerprint
+    resumed_from = None
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.iterdir()) and cfg.resume:
+        resumed_from = sorted(p.name for p in checkpoint_dir.iterdir())[-1]
+        print(f"ppo: resuming from {checkpoint_dir / resumed_from}")
+    policy_dir = root / POLICY_DIR
+    if policy_dir.exists():
+        shutil.rmtree(policy_dir)
+
+    history: list[dict] = []
+    sample_tables: list[tuple[int, list[dict]]] = []
+
+    def on_iteration(iteration: int, metrics: dict) -> None:
+        history.append({"iteration": iteration, **metrics})
+        tracking.log_metrics(metrics, step=iteration)
+
+    def on_samples(iteration: int, rows: list[dict]) -> None:
+        sample_tables.append((iteration, rows))
+        tracking.log_table({k: [r[k] for r in rows] for k in ("prompt", "completion", "score")},
+                           f"samples/iteration_{iteration:04d}.json")
+
+    summary = train_ppo(cfg, policy, ref, tok, reward_fn, prompts, policy_dir, seed=params.seed,
+                        on_iteration=on_iteration, on_samples=on_samples, checkpoint_dir=checkpoint_dir)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    report = root / REPORT_DIR
+    # The full curve: on a resumed run the trainer's history includes the iterations before the kill.
+    full = summary.pop("history", None) or history
+    write_csv(report / "metrics.csv", full, METRIC_COLUMNS)
+    (report / "samples.md").write_text(samples_markdown(sample_tables), encoding="utf-8")
+    tracking.log_artifact(report, "reports")
+    version, new = registry.register_model_dir(policy_dir, registry.POLICY,
+                                               tags={"rlhf.ppo.fingerprint": fingerprint})
+    summary = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return {**{k: (round(v, 5) if isinstance(v, float) else v) for k, v in summary.items()},
+            "resumed": resumed_from is not None, "registry": {"version": int(version.version), "new_version": new}}
+
+
+if __name__ == "__main__":
+    sys.exit(stage_main(STAGE, run, sections=("seed", "ppo")))
