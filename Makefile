@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY = true
 export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: venv git-repo run test test-fast bench clean-state help
+.PHONY: venv git-repo browser-deps run test test-fast bench clean-state help
 
 help:
 	@echo "make run | make test | make test-fast | make bench | make clean-state"
@@ -34,7 +34,7 @@ git-repo:
 run: venv git-repo
 	$(BIN)/rlhf run
 
-test: venv
+test: venv browser-deps
 	$(BIN)/python -m pytest -q
 
 test-fast: venv
@@ -44,6 +44,14 @@ bench: venv
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
 	$(BIN)/python benchmarks/reward_model.py
 	$(BIN)/python benchmarks/ppo.py
+
+# Headless Chromium + its driver (Debian packages) for the labelling app's browser test. Installed when
+# we may (root with apt-get, as on CI); elsewhere the browser test is skipped and says how to install them.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null; \
+	else echo "note: no chromium/chromedriver; the browser test will be skipped (sudo apt-get install chromium chromium-driver)"; fi
 
 # Tracking/orchestration state only (DVC outs and the cache stay).
 clean-state:

@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     from rlhf_cli import inference, ops
 
     inference.add_commands(sub)
+
+    from labeler.cli import add_commands as add_labeler_commands
+
+    add_labeler_commands(sub)
     ops.add_commands(sub)
     return parser
 

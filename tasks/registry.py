@@ -6,7 +6,6 @@ written on the version as tags (``rlhf.promotion.*``) so ``rlhf compare`` and th
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any, Mapping
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from rlhf.files import dir_hash
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 # Model names in the registry, per pipeline role.
@@ -36,18 +37,6 @@ class Version:
 
 def _version(mv: Any) -> Version:
     return Version(mv.name, str(mv.version), mv.run_id, mv.source, dict(mv.tags or {}), list(mv.aliases or []))
-
-
-def dir_hash(path: str | Path) -> str:
-    """md5 over the files of a model directory (names and bytes), to recognise an already registered model."""
-    digest = hashlib.md5()
-    root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(root)).encode())
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def find_version(name: str, *, tag: str, value: str) -> Version | None:

@@ -216,7 +216,8 @@ def read_human_labels(directory: str | Path, counter: RejectCounter, *, unicode_
                       root: Path | None = None) -> tuple[list[RankList], int]:
     """Rank lists of every ``*.jsonl`` in ``directory`` (sorted by name); ``([], 0)`` when it is missing.
 
-    A list without a ``source`` is marked ``"human"``. Returns the lists and the number of files.
+    A list without a ``source`` is marked ``"human"``; an empty export file (no labels yet) is fine.
+    Returns the lists and the number of files.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -227,7 +228,7 @@ def read_human_labels(directory: str | Path, counter: RejectCounter, *, unicode_
     for path in files:
         name = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else str(path)
         lists += read_ranklists(path, counter=counter, default_source="human", unicode_form=unicode_form,
-                                max_chars=max_chars, seen_ids=seen_ids, name=name)
+                                max_chars=max_chars, seen_ids=seen_ids, name=name, allow_empty=True)
     return lists, len(files)
 
 
