@@ -127,9 +127,11 @@ def deploy(cron: str, *, pool: str, name: str = DEPLOYMENT_NAME, timezone: str =
 
     flow = Flow.from_source(source=str(ROOT), entrypoint=ENTRYPOINT)
     try:
+        # concurrency_limit=1: a run that comes due while one is going waits (both would write dvc.lock).
         deployment_id = flow.deploy(name=name, work_pool_name=pool, schedules=[schedule], parameters=parameters or {},
-                                    tags=["rlhf"], description=f"RLHF pipeline in {ROOT}, cron {cron!r} ({timezone})",
-                                    build=False, push=False, print_next_steps=False)
+                                    concurrency_limit=1, tags=["rlhf"],
+                                    description=f"RLHF pipeline in {ROOT}, cron {cron!r} ({timezone})",
+                                    build=False, push=False, print_next_steps=False, ignore_warnings=True)
     except ValueError as e:
         if "Could not find work pool" in str(e):
             raise ValueError(f"work pool {pool!r} does not exist on {api_url()}; create it with: "

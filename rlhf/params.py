@@ -31,7 +31,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 HEADER = ("# Pipeline parameters: one section per stage (the stage reads the section named after it).\n"
-          "# Generated from the typed configs (rlhf/*/config.py); every key is validated on load.\n")
+          "# Generated from the typed configs (rlhf/*/config.py): `python -m rlhf.params > params.yaml`.\n"
+          "# Every key is validated on load; `python -m rlhf.params --complete FILE` adds keys a newer version has.\n\n")
 
 
 def default_params_yaml() -> str:
@@ -41,5 +42,42 @@ def default_params_yaml() -> str:
     return HEADER + render_yaml(Params())
 
 
+def complete_params_yaml(path: str | Path) -> str:
+    """``path``'s values with every key the configs have (new keys at their defaults), as YAML.
+
+    Keeps the file's leading comment block; validates like :func:`load_params`.
+    """
+    from rlhf.config import render_yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    return _leading_comments(text) + render_yaml(load_params(path))
+
+
+def _leading_comments(text: str) -> str:
+    """The file's header: its comment lines up to the first blank line (none when there is no blank line)."""
+    lines = []
+    for line in text.splitlines():
+        if not line.strip():
+            return "".join(lines) + "\n"
+        if not line.startswith("#"):
+            return ""
+        lines.append(line + "\n")
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rlhf.params`` prints the defaults; ``--complete FILE`` rewrites FILE with every key."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rlhf.params", description=main.__doc__)
+    parser.add_argument("--complete", metavar="FILE", help="add missing keys (at their defaults) to FILE in place")
+    args = parser.parse_args(argv)
+    if args.complete:
+        Path(args.complete).write_text(complete_params_yaml(args.complete), encoding="utf-8")
+    else:
+        print(default_params_yaml(), end="")
+    return 0
+
+
 if __name__ == "__main__":
-    print(default_params_yaml(), end="")
+    raise SystemExit(main())

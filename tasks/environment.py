@@ -44,7 +44,10 @@ def setup_environment(root: str | Path | None = None) -> Path:
     os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
     # The ephemeral server's start can take longer than Prefect's 20 s on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    # `dvc exp run --temp/--queue` runs stages in a copy under .dvc/tmp/exps and sets DVC_ROOT to the
+    # project: track there, not in a throw-away store inside the copy.
+    store_root = Path(os.environ.get("DVC_ROOT") or root)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store_root / 'mlflow.db'}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("RLHF_PROJECT_ROOT", str(root))

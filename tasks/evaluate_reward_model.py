@@ -89,4 +89,4 @@ def champion_gate(version, score: float, data_hash: str, lists) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(stage_main(STAGE, run, sections=("seed",)))
+    sys.exit(stage_main(STAGE, run, sections=()))

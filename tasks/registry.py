@@ -115,6 +115,9 @@ def promote(name: str, version: str, *, reason: str) -> Version | None:
     if previous is not None and previous.version != str(version):
         client.set_registered_model_alias(name, PREVIOUS, previous.version)
     client.set_registered_model_alias(name, CHAMPION, str(version))
+    challenger = by_alias(name, CHALLENGER)
+    if challenger is not None and challenger.version == str(version):  # no longer a challenger
+        client.delete_registered_model_alias(name, CHALLENGER)
     set_version_tags(name, version, {"rlhf.promotion.reason": reason,
                                      "rlhf.promotion.previous_champion": previous.version if previous else "none",
                                      "rlhf.promotion.by": os.environ.get("USER", "pipeline")})

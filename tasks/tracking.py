@@ -38,7 +38,8 @@ def experiment_id() -> str:
     client = MlflowClient()
     exp = client.get_experiment_by_name(name)
     if exp is None:
-        location = (_project_root() / "mlartifacts").as_uri() if _is_local_store(uri) else None
+        store_root = Path(os.environ.get("DVC_ROOT") or _project_root())
+        location = (store_root / "mlartifacts").as_uri() if _is_local_store(uri) else None
         try:
             exp_id = client.create_experiment(name, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process

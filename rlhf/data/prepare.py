@@ -115,13 +115,17 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, seed: int, project_root: Pat
         raise DataError(f"{cfg.source}: no train rank list could be built from {n_records} records "
                         f"(filtered: {filtered}); check data.split, data.list_size and the input")
 
+    # Human labels feed the rank lists only: the LM corpus and the prompt pool come from the source,
+    # so new labels re-run the reward model and PPO but leave the base model (and dvc.lock) alone.
+    human_ids = {id(rank_list) for rank_list in human}
+    unlabelled = {name: [rl for rl in lists_by_split[name] if id(rl) not in human_ids] for name in SPLITS}
     prompt_texts = {name: [t.text for t in texts_by_split[name]] +
-                    [text for rank_list in lists_by_split[name] for text in rank_list.texts()]
+                    [text for rank_list in unlabelled[name] for text in rank_list.texts()]
                     for name in PROMPT_SPLITS}
     prompts = build_prompt_pool(prompt_texts, counts={n: getattr(cfg.prompts_per_split, n) for n in PROMPT_SPLITS},
                                 published=cfg.published_prompts, min_chars=cfg.prompt_prefix_chars.min,
                                 max_chars=cfg.prompt_prefix_chars.max, seed=seed)
-    lm = {name: lm_lines(texts_by_split[name], lists_by_split[name]) for name in LM_SPLITS}
+    lm = {name: lm_lines(texts_by_split[name], unlabelled[name]) for name in LM_SPLITS}
 
     for name in SPLITS:
         write_ranklists(out_dir / "ranklists" / f"{name}.jsonl", lists_by_split[name])

