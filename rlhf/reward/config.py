@@ -23,12 +23,15 @@ class RewardModelConfig:
                           "on the pooled output)")
     max_length: int = param(128, "longest sequence [BOS] + prompt + text + [EOS] in tokens; longer texts are "
                             "truncated (keeping BOS and EOS) and counted in the metrics", min=4)
-    lists_per_batch: int = param(8, "rank lists per optimiser step; all texts of those lists are forwarded once, "
-                                 "in one padded batch", min=1)
+    lists_per_batch: int = param(8, "rank lists per optimiser step; each text of those lists is forwarded once "
+                                 "per step (see forward_max_tokens)", min=1)
     bucket_batches: int = param(50, "length bucketing: lists are shuffled, each window of this many batches is "
                                 "sorted by length and cut into batches, batches are shuffled (1: no bucketing "
                                 "beyond one batch)", min=1)
-    learning_rate: float = param(1e-4, "peak AdamW learning rate", min=0.0, min_exclusive=True)
+    forward_max_tokens: int = param(1024, "a step's texts are sorted by length and forwarded in chunks of at "
+                                    "most this many padded tokens (0: all in one padded batch); each text is "
+                                    "still forwarded once and there is one backward per step", min=0)
+    learning_rate: float = param(5e-4, "peak AdamW learning rate", min=0.0, min_exclusive=True)
     weight_decay: float = param(0.0, "AdamW weight decay (not applied to biases and LayerNorm weights)", min=0.0)
     warmup_ratio: float = param(0.03, "fraction of the optimiser steps spent warming the learning rate up "
                                 "linearly from 0", min=0.0, max=1.0)

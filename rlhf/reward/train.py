@@ -1,8 +1,9 @@
 """Training the reward model on batches of rank lists with the listwise rank loss.
 
-One optimiser step: ``lists_per_batch`` rank lists, all their texts right-padded into ONE batch
-and forwarded once, every cross-tier pair formed from those scores (:func:`rank_loss`). Lists of
-similar length share a batch (length bucketing, seeded), so padding stays small.
+One optimiser step: ``lists_per_batch`` rank lists; each of their texts is forwarded once (sorted
+by length and cut into right-padded forwards of at most ``forward_max_tokens`` padded tokens), and
+every cross-tier pair of a list is formed from those scores (:func:`rank_loss`); one backward.
+Lists of similar length share a batch (length bucketing, seeded), so padding stays small.
 """
 from __future__ import annotations
 
@@ -39,6 +40,42 @@ def encode_lists(tok: PreTrainedTokenizerBase, views: list[RankListView], max_le
         out.append(flat[pos:pos + k])
         pos += k
     return out, sum(truncated)
+
+
+def plan_forward_chunks(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Group text indices into forwards of similar length, each padded to at most ``max_tokens`` tokens.
+
+    Longest texts first; a chunk grows while ``count * its longest length <= max_tokens`` (a text
+    longer than the budget gets a chunk of its own). ``max_tokens = 0``: one chunk of everything.
+    Every index appears exactly once, so every text is still forwarded once per step.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if not max_tokens:
+        return [order]
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks and (len(chunks[-1]) + 1) * lengths[chunks[-1][0]] <= max_tokens:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def score_batch(model: PreTrainedModel, seqs: list[list[int]], pad_id: int, max_tokens: int
+                ) -> tuple[torch.Tensor, int, int]:
+    """Scores (n_texts,) of ``seqs`` in their order, with gradients, forwarded in length-sorted chunks.
+
+    Returns ``(scores, real_tokens, padded_slots)``; chunks are right-padded.
+    """
+    chunks = plan_forward_chunks([len(s) for s in seqs], max_tokens)
+    parts, real, slots = [], 0, 0
+    for idx in chunks:
+        ids, mask = pad_right([seqs[i] for i in idx], pad_id)  # (chunk, width)
+        parts.append(forward_scores(model, ids, mask))
+        real += int(mask.sum())
+        slots += mask.numel()
+    order = torch.tensor([i for idx in chunks for i in idx])
+    return torch.cat(parts)[torch.argsort(order)], real, slots
 
 
 def make_optimizer(model: PreTrainedModel, cfg: RewardModelConfig) -> torch.optim.AdamW:
@@ -125,8 +162,7 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
             t0, c0 = time.perf_counter(), time.process_time()
             seqs = [s for i in batch for s in train_seqs[i]]
             pairs = build_rank_pairs([train_sizes[i] for i in batch], [train_views[i].id for i in batch])
-            ids, mask = pad_right(seqs, pad_id)  # (n_texts, width)
-            scores = forward_scores(model, ids, mask)  # (n_texts,)
+            scores, n_real, n_slots = score_batch(model, seqs, pad_id, cfg.forward_max_tokens)  # (n_texts,)
             loss, stats = rank_loss(scores, pairs, margin=cfg.margin, margin_per_tier_gap=cfg.margin_per_tier_gap,
                                     center_coef=cfg.center_coef)
             opt.zero_grad(set_to_none=True)
@@ -138,14 +174,14 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
             step += 1
             train_s += time.perf_counter() - t0
             train_cpu_s += time.process_time() - c0
-            slots += mask.numel()
-            real += int(mask.sum())
+            slots += n_slots
+            real += n_real
             loss_ema = stats["loss"] if loss_ema is None else 0.95 * loss_ema + 0.05 * stats["loss"]
             acc_ema = stats["pair_accuracy"] if acc_ema is None else 0.95 * acc_ema + 0.05 * stats["pair_accuracy"]
             metrics = {"train/loss": stats["loss"], "train/pair_accuracy": stats["pair_accuracy"],
                        "train/exact_order_accuracy": stats["exact_order_accuracy"],
                        "train/lr": sched.get_last_lr()[0], "train/grad_norm": grad_norm,
-                       "train/padding_fraction": 1.0 - int(mask.sum()) / mask.numel()}
+                       "train/padding_fraction": 1.0 - n_real / n_slots}
             last = step >= total_steps
             if dev_pairs is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
                 t1 = time.perf_counter()

@@ -9,6 +9,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from rlhf.config import from_dict
 from rlhf.reward import (RewardModelConfig, evaluate_reward_model, load_reward_backbone, load_reward_model,
                          train_reward_model)
+from rlhf.reward.model import forward_scores
+from rlhf.reward.train import plan_forward_chunks, score_batch
+from rlhf.tokenizer import pad_right
 
 FILLER = "这个东西质量服务物流价格包装颜色味道感觉真的很还是有点"
 
@@ -105,3 +108,135 @@ def test_without_dev_lists_keeps_last_weights(base_dir, tmp_path):
     _, _, summary = train(base_dir, tmp_path / "rm", cfg(epochs=1), toy_lists(16, 1), [])
     assert summary["steps"] == 2 and summary["n_dev_lists"] == 0
     assert (tmp_path / "rm" / "reward_stats.json").is_file()
+"""Training the RM: a behavioural check on a toy task, reproducibility, early stopping, bad input."""
+import json
+import random
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from rlhf.config import from_dict
+from rlhf.reward import (RewardModelConfig, evaluate_reward_model, load_reward_backbone, load_reward_model,
+                         train_reward_model)
+from rlhf.reward.model import forward_scores
+from rlhf.reward.train import plan_forward_chunks, score_batch
+from rlhf.tokenizer import pad_right
+
+FILLER = "这个东西质量服务物流价格包装颜色味道感觉真的很还是有点"
+
+
+def toy_lists(n, seed):
+    """K=4 lists: 2 texts containing 好 (tied best) above 2 containing 差; the rest is random filler."""
+    rng = random.Random(seed)
+
+    def text(mark):
+        chars = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+        chars.insert(rng.randint(0, len(chars)), mark)
+        return "".join(chars)
+
+    return [{"id": f"toy-{seed}-{i}", "prompt": "", "tiers": [[text("好"), text("好")], [text("差"), text("差")]]}
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    from rlhf.tokenizer import build_char_tokenizer
+
+    path = tmp_path_factory.mktemp("base")
+    tok = build_char_tokenizer([FILLER + "好差"])
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=32,
+                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def cfg(**kw):
+    base = {"max_length": 32, "lists_per_batch": 8, "learning_rate": 3e-3, "warmup_ratio": 0.1, "epochs": 4,
+            "eval_every": 8, "batch_size_eval": 64}
+    return from_dict(RewardModelConfig, {**base, **kw}, prefix="reward_model")
+
+
+def train(base_dir, out_dir, c, train_lists, dev_lists, seed=0, on_step=None):
+    torch.manual_seed(seed)
+    model, tok = load_reward_backbone(c, base_dir)
+    summary = train_reward_model(c, model, tok, train_lists, dev_lists, out_dir, seed=seed, on_step=on_step,
+                                 progress=False)
+    return model, tok, summary
+
+
+def test_trained_rm_ranks_good_above_bad(base_dir, tmp_path):
+    steps = []
+    _, _, summary = train(base_dir, tmp_path / "rm", cfg(), toy_lists(64, 1), toy_lists(16, 2),
+                          on_step=lambda s, m: steps.append((s, m)))
+    assert summary["steps"] == 32 and [s for s, _ in steps] == list(range(1, 33))
+    assert {"train/loss", "train/pair_accuracy", "train/lr", "train/grad_norm"} <= set(steps[0][1])
+    assert "dev/pairwise_accuracy" in steps[7][1] and "dev/pairwise_accuracy" not in steps[6][1]
+    assert summary["best_dev_pairwise_accuracy"] >= 0.9
+    assert steps[-1][1]["train/loss"] < steps[0][1]["train/loss"]
+    stats = json.loads((tmp_path / "rm" / "reward_stats.json").read_text())
+    assert set(stats) == {"mean", "std"} and stats["std"] > 0
+    scorer = load_reward_model(tmp_path / "rm")
+    good, bad = scorer.score_texts(["这个东西真的很好", "这个东西真的很差"]).tolist()
+    assert good > bad
+    ev = evaluate_reward_model(scorer, toy_lists(16, 3))
+    assert ev["metrics"]["pairwise_accuracy"] >= 0.9 and ev["metrics"]["n_lists"] == 16
+
+
+def test_same_seed_same_numbers(base_dir):
+    c = cfg(epochs=1, eval_every=0)
+    runs = []
+    for _ in range(2):
+        losses = []
+        train(base_dir, None, c, toy_lists(32, 1), toy_lists(8, 2), on_step=lambda s, m: losses.append(m["train/loss"]))
+        runs.append(losses)
+    assert runs[0] == runs[1] and len(runs[0]) == 4
+
+
+def test_early_stopping_and_best_checkpoint(base_dir):
+    # a learning rate this small cannot change the dev accuracy: the first evaluation stays best
+    c = cfg(learning_rate=1e-12, eval_every=1, early_stopping_patience=2)
+    model, tok, summary = train(base_dir, None, c, toy_lists(64, 1), toy_lists(8, 2))
+    assert summary["stopped_early"] and summary["steps"] == 3 and summary["best_step"] == 1
+    assert len(summary["eval_history"]) == 3
+
+
+def test_invalid_lists_and_truncation_are_counted(base_dir):
+    bad = [{"id": "one", "tiers": [["好"]]}, {"id": "tied", "tiers": [["好", "差"]]}]
+    long_text = "好" * 40
+    lists = toy_lists(8, 1) + bad + [{"id": "long", "tiers": [[long_text], ["差"]]}]
+    with pytest.raises(ValueError, match="'one'"):
+        train(base_dir, None, cfg(epochs=1), lists, toy_lists(4, 2))
+    _, _, summary = train(base_dir, None, cfg(epochs=1, on_invalid_list="skip"), lists, toy_lists(4, 2))
+    assert summary["n_train_lists"] == 9 and summary["n_train_lists_skipped"] == 2
+    assert summary["n_truncated_train_texts"] == 1
+
+
+def test_without_dev_lists_keeps_last_weights(base_dir, tmp_path):
+    _, _, summary = train(base_dir, tmp_path / "rm", cfg(epochs=1), toy_lists(16, 1), [])
+    assert summary["steps"] == 2 and summary["n_dev_lists"] == 0
+    assert (tmp_path / "rm" / "reward_stats.json").is_file()
+
+
+def test_forward_chunks_respect_the_token_budget():
+    lengths = [10, 3, 7, 10, 2, 30, 5]
+    # longest first: [30] alone (over budget); [10, 10] = 20; [7, 5] = 14 (+3 would be 3*7 = 21); [3, 2]
+    assert plan_forward_chunks(lengths, 20) == [[5], [0, 3], [2, 6], [1, 4]]
+    assert plan_forward_chunks(lengths, 0) == [[5, 0, 3, 2, 6, 1, 4]]
+
+
+def test_chunked_forward_gives_the_same_scores_and_gradients(base_dir):
+    model, tok = load_reward_backbone(cfg(), base_dir)
+    seqs = [[2] + [7 + (i * j) % 20 for j in range(n)] + [3] for i, n in enumerate([3, 20, 9, 14, 1, 25])]
+    ids, mask = pad_right(seqs, tok.pad_token_id)
+    whole = forward_scores(model, ids, mask)
+    whole.square().sum().backward()
+    grad_whole = model.score.weight.grad.clone()
+    model.zero_grad()
+    chunked, real, slots = score_batch(model, seqs, tok.pad_token_id, 40)
+    chunked.square().sum().backward()
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    assert torch.allclose(model.score.weight.grad, grad_whole, atol=1e-5)
+    assert real == sum(len(s) for s in seqs) and slots < mask.numel()

@@ -1,0 +1,225 @@
+"""Reward functions: the score PPO maximises, behind one small protocol.
+
+A reward function has ``score(query_response_ids, attention_mask, texts) -> (batch,) tensor``:
+
+* ``query_response_ids`` ``(batch, P + G)``: left-padded ``[BOS] + prompt`` then the completion,
+  padded after its first EOS (the policy tokenizer's ids);
+* ``attention_mask`` ``(batch, P + G)``: 1 on those real tokens;
+* ``texts``: the decoded ``prompt + completion`` of each row (what a person would read).
+
+Implementations: :class:`RewardModelScorer` (a sequence-classification reward model saved in a
+directory, the default), :class:`JudgeReward` (the evaluation judge, only when asked for) and
+:class:`CharShareReward` (a toy reward for tests). A reward function with ``state_dict`` /
+``load_state_dict`` (e.g. running score statistics) is checkpointed with the PPO run.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+
+from rlhf.ppo.model import use_fast_gelu
+from rlhf.tokenizer import encode_batch, load_tokenizer, pad_right
+
+REWARD_STATS_FILE = "reward_stats.json"
+
+
+@runtime_checkable
+class RewardFunction(Protocol):
+    def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
+              texts: Sequence[str]) -> torch.Tensor:
+        """One score per row, ``(batch,)`` float."""
+        ...
+
+
+def reward_model_inputs(query_response_ids: torch.Tensor, attention_mask: torch.Tensor, eos_token_id: int,
+                        pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-pack PPO sequences into the reward model's format ``[BOS] + text + [EOS]``, right-padded.
+
+    Each row's real tokens (one contiguous run: left padding before, padding after EOS) are moved
+    to column 0, and an EOS is appended to a completion that has none, so the RM sees what it was
+    trained on. Vectorised (a gather), no loop over rows. Shapes ``(batch, W)`` ->
+    ``(input_ids, attention_mask)`` of ``(batch, W')`` with ``W' <= W + 1``.
+    """
+    width = query_response_ids.shape[1]
+    lengths = attention_mask.long().sum(-1)  # (batch,)
+    start = attention_mask.long().argmax(-1)  # (batch,) first real token
+    last_token = query_response_ids.gather(1, (start + lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+    needs_eos = (last_token != eos_token_id).long()  # (batch,)
+    new_width = int((lengths + needs_eos).max())
+    cols = torch.arange(new_width, device=query_response_ids.device).unsqueeze(0)  # (1, W')
+    src = (start.unsqueeze(1) + cols).clamp(max=width - 1)  # (batch, W')
+    ids = query_response_ids.gather(1, src)
+    ids = torch.where(cols < lengths.unsqueeze(1), ids, torch.full_like(ids, pad_token_id))
+    ids = torch.where((cols == lengths.unsqueeze(1)) & needs_eos.bool().unsqueeze(1),
+                      torch.full_like(ids, eos_token_id), ids)
+    mask = (cols < (lengths + needs_eos).unsqueeze(1)).long()
+    return ids, mask
+
+
+class RunningMoments:
+    """Running mean and standard deviation of every score seen so far (Chan et al. parallel update)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, xs: torch.Tensor) -> None:
+        xs = xs.detach().double().flatten()
+        n = xs.numel()
+        if n == 0:
+            return
+        batch_mean = float(xs.mean())
+        batch_m2 = float(((xs - batch_mean) ** 2).sum())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 1.0
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
+
+
+class RewardModelScorer:
+    """Score with an ``AutoModelForSequenceClassification(num_labels=1)`` reward model.
+
+    ``normalization``: ``stats`` = ``(s - mean) / std`` from ``reward_stats.json`` beside the
+    model; ``running`` = the same with a running estimate over every score seen so far
+    (checkpointed); ``auto`` = stats when the file exists, else running; ``none`` = raw scores.
+
+    When the reward model's tokenizer has the policy's vocabulary, the policy's token ids are
+    scored directly (re-packed by :func:`reward_model_inputs`); otherwise ``texts`` are
+    re-tokenised as ``[BOS] + text + [EOS]`` with the reward model's tokenizer. The model's
+    tanh-GELU modules are swapped for the fused equivalent (:func:`rlhf.ppo.model.use_fast_gelu`).
+    """
+
+    def __init__(self, model, rm_tokenizer: PreTrainedTokenizerBase, policy_tokenizer: PreTrainedTokenizerBase, *,
+                 normalization: str = "auto", stats: dict | None = None, batch_size: int = 64, source: str = "model"):
+        self.model = use_fast_gelu(model.eval())
+        self.rm_tok = rm_tokenizer
+        self.policy_tok = policy_tokenizer
+        self.batch_size = batch_size
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = rm_tokenizer.pad_token_id
+        self.shared_vocab = rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab()
+        self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+        if normalization == "auto":
+            normalization = "stats" if stats is not None else "running"
+        if normalization == "stats" and stats is None:
+            raise ValueError(f"{source}: score_normalization 'stats' needs {REWARD_STATS_FILE} beside the reward "
+                             f"model; accepted instead: 'running', 'auto' or 'none'")
+        if normalization == "stats" and not (float(stats.get("std", 0)) > 0):
+            raise ValueError(f"{source}/{REWARD_STATS_FILE}: std {stats.get('std')!r} must be a positive number")
+        self.normalization = normalization
+        self.stats = stats
+        self.running = RunningMoments()
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, policy_tokenizer: PreTrainedTokenizerBase, *,
+                        normalization: str = "auto", batch_size: int = 64) -> "RewardModelScorer":
+        """Load model, tokenizer and (optional) ``reward_stats.json`` from ``directory``."""
+        directory = Path(directory)
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory), num_labels=1)
+        stats_file = directory / REWARD_STATS_FILE
+        stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.exists() else None
+        return cls(model, load_tokenizer(directory), policy_tokenizer, normalization=normalization, stats=stats,
+                   batch_size=batch_size, source=str(directory))
+
+    @torch.inference_mode()
+    def raw_scores(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised reward-model scores ``(batch,)``."""
+        if self.shared_vocab:
+            ids, mask = reward_model_inputs(query_response_ids, attention_mask, self.rm_tok.eos_token_id,
+                                            self.rm_tok.pad_token_id)
+        else:
+            ids, mask = pad_right(encode_batch(self.rm_tok, texts, eos=True, max_length=self.max_positions),
+                                  self.rm_tok.pad_token_id)
+        if self.max_positions is not None and ids.shape[1] > self.max_positions:
+            raise ValueError(f"reward model input of {ids.shape[1]} tokens exceeds its {self.max_positions} "
+                             f"positions; shorten prompts or ppo.max_new_tokens")
+        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+        out = []
+        for i in range(0, ids.shape[0], self.batch_size):
+            chunk_ids, chunk_mask = ids[i:i + self.batch_size], mask[i:i + self.batch_size]
+            width = int(chunk_mask.sum(-1).max())  # drop columns that are padding in the whole chunk
+            logits = self.model(input_ids=chunk_ids[:, :width], attention_mask=chunk_mask[:, :width]).logits
+            out.append(logits[:, 0].float())
+        return torch.cat(out).cpu()
+
+    def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
+              texts: Sequence[str]) -> torch.Tensor:
+        """Normalised scores ``(batch,)``."""
+        raw = self.raw_scores(query_response_ids, attention_mask, texts)
+        if self.normalization == "stats":
+            return (raw - float(self.stats["mean"])) / float(self.stats["std"])
+        if self.normalization == "running":
+            self.running.update(raw)
+            return (raw - self.running.mean) / max(self.running.std, 1e-6)
+        return raw
+
+    def state_dict(self) -> dict:
+        return {"running": self.running.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.running.load_state_dict(state["running"])
+
+
+class JudgeReward:
+    """The evaluation judge as a reward: P(positive) of ``prompt + completion`` in [0, 1]."""
+
+    def __init__(self, judge, batch_size: int = 64):
+        self.judge = judge
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, judge_cfg=None, batch_size: int = 64) -> "JudgeReward":
+        from rlhf.judge import JudgeConfig, load_judge  # lazily: only needed when asked for
+
+        return cls(load_judge(judge_cfg if judge_cfg is not None else JudgeConfig()), batch_size=batch_size)
+
+    def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
+              texts: Sequence[str]) -> torch.Tensor:
+        scores: list[float] = []
+        for i in range(0, len(texts), self.batch_size):
+            scores.extend(self.judge.score(list(texts[i:i + self.batch_size])))
+        return torch.tensor(scores, dtype=torch.float32)
+
+
+class CharShareReward:
+    """Toy reward for tests: the share of ``char`` among the characters of ``prompt + completion``.
+
+    The prompt part is fixed for a given prompt, so the reward rises only when completions use
+    ``char`` more often.
+    """
+
+    def __init__(self, char: str):
+        if len(char) != 1:
+            raise ValueError(f"CharShareReward: char must be one character, got {char!r}")
+        self.char = char
+
+    def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
+              texts: Sequence[str]) -> torch.Tensor:
+        return torch.tensor([t.count(self.char) / max(len(t), 1) for t in texts], dtype=torch.float32)
+
+
+def build_reward_fn(cfg, policy_tokenizer: PreTrainedTokenizerBase, *, reward_model_dir: str | Path | None = None,
+                    judge_cfg=None) -> RewardFunction:
+    """The reward function ``cfg.reward_source`` names (``cfg``: a :class:`rlhf.ppo.config.PPOConfig`)."""
+    if cfg.reward_source == "judge":
+        return JudgeReward.from_config(judge_cfg, batch_size=cfg.reward_batch_size)
+    if reward_model_dir is None:
+        raise ValueError("ppo.reward_source 'reward_model' needs reward_model_dir (e.g. models/reward_model)")
+    return RewardModelScorer.from_pretrained(reward_model_dir, policy_tokenizer,
+                                             normalization=cfg.score_normalization, batch_size=cfg.reward_batch_size)

@@ -1,0 +1,386 @@
+"""PPO for language models: one iteration reads top to bottom in :func:`ppo_step`.
+
+    rollout   -> sample completions (KV cache), old log-probs + values, reference log-probs
+    rewards   -> score of prompt + completion at its last token, minus beta * KL per token
+    advantages-> GAE (gamma, lambda), whitened over the rollout's real tokens
+    losses    -> clipped policy loss + vf_coef * clipped value loss (- entropy bonus)
+    update    -> ppo_epochs x num_minibatches AdamW steps with gradient clipping
+
+:func:`train_ppo` runs the iterations: prompt sampling, KL control, guards, metrics callbacks,
+checkpoints and resume. Shapes: ``B`` episodes, ``P`` prompt width, ``G`` response length,
+``V`` vocabulary.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import logging
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf.ppo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf.ppo.config import PPOConfig
+from rlhf.ppo.core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards,
+                           entropy_from_logprobs, kl_penalty, masked_mean, masked_whiten,
+                           policy_loss, value_loss)
+from rlhf.ppo.model import PolicyWithValueHead, use_fast_gelu
+from rlhf.ppo.rewards import RewardFunction
+from rlhf.ppo.rollout import Rollout, decode_completions, rollout
+from rlhf.seed import rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger(__name__)
+OnIteration = Callable[[int, dict], None]
+OnSamples = Callable[[int, list], None]
+
+
+class PromptSampler:
+    """Seeded batches of prompt indices: a fresh permutation of the pool each pass, no repeats within one."""
+
+    def __init__(self, pool_size: int, seed: int):
+        if pool_size < 1:
+            raise ValueError("train_ppo: the prompt pool is empty; expected at least one prompt")
+        self.pool_size = pool_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order: list[int] = []
+        self.position = 0
+
+    def sample(self, n: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < n:
+            if self.position >= len(self.order):
+                self.order = torch.randperm(self.pool_size, generator=self.generator).tolist()
+                self.position = 0
+            take = self.order[self.position:self.position + n - len(out)]
+            out += take
+            self.position += len(take)
+        return out
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": list(self.order), "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = list(state["order"]), int(state["position"])
+
+
+def make_kl_controller(cfg: PPOConfig) -> AdaptiveKLController | FixedKLController:
+    if cfg.kl_control == "adaptive":
+        return AdaptiveKLController(cfg.init_kl_coef, cfg.kl_target, cfg.kl_horizon)
+    return FixedKLController(cfg.init_kl_coef)
+
+
+class SkipUpdate(Exception):
+    """An update abandoned by a guard; the message says why."""
+
+
+# --------------------------------------------------------------------------- one PPO iteration
+
+
+def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
+             reward_fn: RewardFunction, optimizer: torch.optim.Optimizer, kl_coef: float,
+             prompts: Sequence[str]) -> tuple[dict, Rollout, list[str], torch.Tensor]:
+    """One PPO iteration on ``prompts``; returns ``(metrics, rollout, completions, scores)``.
+
+    The weights are updated in place, unless a guard trips (non-finite score, loss or gradient,
+    KL to the reference beyond ``max_kl``, approx KL beyond ``max_approxkl``): then they and the
+    optimiser state are left as before the update and ``metrics["guard/skipped"]`` is 1.
+    """
+    timings = {}
+    t0 = time.perf_counter()
+
+    # 1. rollout: sample, then old log-probs / values (policy) and reference log-probs
+    batch = rollout(policy, ref, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                    top_k=cfg.top_k, top_p=cfg.top_p)
+    mask = batch.response_mask  # (B, G)
+    completions = decode_completions(tok, batch)
+    timings["time/rollout"] = time.perf_counter() - t0
+
+    # 2. rewards: the score at the last real token, minus beta * KL(policy || ref) on every token
+    t1 = time.perf_counter()
+    scores = reward_fn.score(batch.query_responses, batch.attention_mask,
+                             [p + c for p, c in zip(prompts, completions)]).float().to(mask.device)  # (B,)
+    if cfg.missing_eos_penalty:
+        scores = scores - cfg.missing_eos_penalty * (~batch.ended).float()
+    if cfg.score_clip:
+        scores = scores.clamp(-cfg.score_clip, cfg.score_clip)
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator) * mask  # (B, G)
+    rewards = compute_rewards(scores, kl, kl_coef, mask)  # (B, G)
+    if cfg.whiten_rewards:
+        rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
+    timings["time/reward"] = time.perf_counter() - t1
+
+    # 3. advantages: GAE over response tokens, whitened
+    advantages, returns = compute_gae(rewards, batch.values, mask, cfg.gamma, cfg.lam)  # (B, G) each
+    if cfg.whiten_advantages:
+        advantages = masked_whiten(advantages, mask) * mask
+
+    # 4. + 5. losses and update, guarded
+    t2 = time.perf_counter()
+    mean_kl = float(kl.sum(1).mean())
+    skipped, stats = 0.0, None
+    try:
+        if not torch.isfinite(scores).all():
+            raise SkipUpdate("non-finite score")
+        if cfg.max_kl and not mean_kl <= cfg.max_kl:
+            raise SkipUpdate(f"KL {mean_kl:.2f} beyond max_kl {cfg.max_kl}")
+        stats = ppo_update(cfg, policy, optimizer, batch, advantages, returns)
+    except SkipUpdate as why:
+        log.warning("ppo: update skipped, weights and optimiser state unchanged: %s", why)
+        skipped = 1.0
+    timings["time/update"] = time.perf_counter() - t2
+
+    # metrics, with the names TRL users read
+    n = len(batch)
+    non_score_reward = -(kl_coef * kl).sum(1)  # (B,)
+    metrics = {
+        "objective/scores": float(scores.mean()),
+        "objective/kl": mean_kl,
+        "objective/entropy": float((-batch.logprobs * mask).sum(1).mean()),
+        "objective/non_score_reward": float(non_score_reward.mean()),
+        "objective/rlhf_reward": float(scores.mean() + non_score_reward.mean()),
+        "val/num_eos_tokens": float(batch.ended.float().mean()),
+        "val/response_length": float(mask.sum(1).mean()),
+        "kl_coef": kl_coef,
+        "lr": optimizer.param_groups[0]["lr"],
+        "guard/skipped": skipped,
+    }
+    nan = float("nan")
+    for name in ("policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg",
+                 "val/clipfrac_avg", "val/ratio", "policy/entropy_avg"):
+        metrics[name] = float(stats[name]) if stats is not None else nan
+    metrics.update(timings)
+    metrics["eps"] = n / (time.perf_counter() - t0)
+    return metrics, batch, completions, scores
+
+
+def ppo_update(cfg: PPOConfig, policy: PolicyWithValueHead, optimizer: torch.optim.Optimizer, batch: Rollout,
+               advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+    """``ppo_epochs`` passes of shuffled minibatches over one rollout; returns averaged loss statistics.
+
+    Raises :class:`SkipUpdate` (after restoring the weights and optimiser state it started
+    from) when a loss or gradient is not finite or a minibatch's approx KL exceeds ``max_approxkl``.
+    """
+    backup = snapshot(policy, optimizer)
+    prompt_lengths = batch.attention_mask[:, :batch.prompt_width].sum(1)  # (B,)
+    response_lengths = batch.response_mask.sum(1).long()  # (B,)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    sums: dict[str, float] = {}
+    steps = 0
+    for _ in range(cfg.ppo_epochs):
+        order = torch.randperm(len(batch))
+        for idx in order.split(cfg.minibatch_size):
+            # drop the columns that are padding in every row of this minibatch
+            p_width, g_width = int(prompt_lengths[idx].max()), int(response_lengths[idx].max())
+            cols = slice(batch.prompt_width - p_width, batch.prompt_width + g_width)
+            query_responses = batch.query_responses[idx, cols]  # (mb, p + g)
+            attention_mask = batch.attention_mask[idx, cols]
+            mask = batch.response_mask[idx, :g_width]  # (mb, g)
+            responses = query_responses[:, p_width:]  # (mb, g)
+
+            logits, values = policy(query_responses, attention_mask, p_width)  # (mb, g, V), (mb, g)
+            if cfg.temperature != 1.0:
+                logits = logits / cfg.temperature
+            # one log-softmax serves the log-probs (with gradient) and the entropy (usually without)
+            all_logprobs = torch.log_softmax(logits, dim=-1)  # (mb, g, V)
+            logprobs = all_logprobs.gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (mb, g)
+            pg = policy_loss(logprobs, batch.logprobs[idx, :g_width], advantages[idx, :g_width], mask,
+                             cfg.cliprange)
+            vf_loss, vf_clipfrac = value_loss(values, batch.values[idx, :g_width], returns[idx, :g_width], mask,
+                                              cfg.cliprange_value)
+            loss = pg.loss + cfg.vf_coef * vf_loss
+            if cfg.entropy_coef:
+                entropy = masked_mean(entropy_from_logprobs(all_logprobs), mask)
+                loss = loss - cfg.entropy_coef * entropy
+            else:
+                with torch.no_grad():
+                    entropy = masked_mean(entropy_from_logprobs(all_logprobs), mask)
+
+            if not torch.isfinite(loss):
+                restore(policy, optimizer, backup)
+                raise SkipUpdate("non-finite loss")
+            if cfg.max_approxkl and float(pg.approxkl) > cfg.max_approxkl:
+                restore(policy, optimizer, backup)
+                raise SkipUpdate(f"approx KL {float(pg.approxkl):.3f} beyond max_approxkl {cfg.max_approxkl}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm else math.inf,
+                                                       foreach=True)
+            if not torch.isfinite(grad_norm):
+                restore(policy, optimizer, backup)
+                raise SkipUpdate("non-finite gradient")
+            optimizer.step()
+
+            for name, value in (("policy/approxkl_avg", pg.approxkl), ("policy/clipfrac_avg", pg.clipfrac),
+                                ("loss/policy_avg", pg.loss), ("loss/value_avg", vf_loss),
+                                ("val/clipfrac_avg", vf_clipfrac), ("val/ratio", pg.ratio),
+                                ("policy/entropy_avg", entropy)):
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            steps += 1
+    optimizer.zero_grad(set_to_none=True)
+    return {name: total / steps for name, total in sums.items()}
+
+
+def snapshot(policy: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[list[torch.Tensor], dict]:
+    """Copies of the weights and optimiser state, for :func:`restore` when a guard trips."""
+    return [p.detach().clone() for p in policy.parameters()], copy.deepcopy(optimizer.state_dict())
+
+
+def restore(policy: torch.nn.Module, optimizer: torch.optim.Optimizer, backup) -> None:
+    weights, opt_state = backup
+    with torch.no_grad():
+        for p, saved in zip(policy.parameters(), weights):
+            p.copy_(saved)
+    optimizer.load_state_dict(opt_state)
+    optimizer.zero_grad(set_to_none=True)
+
+
+# --------------------------------------------------------------------------- the training run
+
+
+def train_ppo(cfg: PPOConfig, policy: PolicyWithValueHead | PreTrainedModel, ref: PreTrainedModel | None,
+              tok: PreTrainedTokenizerBase, reward_fn: RewardFunction, prompts: Sequence[str],
+              out_dir: str | Path, *, seed: int, on_iteration: OnIteration | None = None,
+              on_samples: OnSamples | None = None, progress: bool = True,
+              checkpoint_dir: str | Path | None = None) -> dict:
+    """Fine-tune ``policy`` with PPO on ``prompts`` against ``reward_fn``; save it to ``out_dir``.
+
+    ``policy``: a :class:`PolicyWithValueHead` (or a causal LM, given a fresh seeded head);
+    ``ref``: the frozen reference (``None``: a copy of the initial policy LM).
+    ``on_iteration(iteration, metrics)`` gets each iteration's metrics (1-based iteration);
+    ``on_samples(iteration, rows)`` gets ``[{"prompt", "completion", "score"}, ...]`` every
+    ``cfg.sample_every`` iterations. Checkpoints go to ``checkpoint_dir`` (default
+    ``out_dir/checkpoints``) every ``cfg.checkpoint_every`` iterations; with ``cfg.resume`` the
+    run continues from the newest one and ends with the same weights and metrics as an
+    uninterrupted run (on CPU). Returns a summary: first/last mean score and KL, median
+    episodes/s, skipped updates, ... and ``history``, the metrics of every iteration (those
+    before a resume included).
+    """
+    seed_everything(seed)
+    # Deterministic mode also NaN-fills every new tensor (~8k fills an iteration); no CPU kernel
+    # here reads memory it did not write, so the fills buy nothing: off for the run, then restored.
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        return _train(cfg, policy, ref, tok, reward_fn, list(prompts), Path(out_dir), seed=seed,
+                      on_iteration=on_iteration, on_samples=on_samples, progress=progress,
+                      checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None)
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+def _train(cfg: PPOConfig, policy, ref, tok, reward_fn, prompts: list[str], out_dir: Path, *, seed: int,
+           on_iteration, on_samples, progress: bool, checkpoint_dir: Path | None) -> dict:
+    checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else out_dir / "checkpoints"
+    if not isinstance(policy, PolicyWithValueHead):
+        policy = PolicyWithValueHead(policy, seed=seed)
+    if ref is None:
+        ref = copy.deepcopy(policy.lm)
+    ref.eval().requires_grad_(False)
+    policy.eval()  # no dropout, in rollout and update alike: PPO's ratios assume one fixed policy
+    use_fast_gelu(policy)
+    use_fast_gelu(ref)
+    # fused: one kernel per parameter instead of ~10 (CPU and CUDA); the update is AdamW's all the same
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+                                  fused=policy.device.type in ("cpu", "cuda"))
+    kl_ctl = make_kl_controller(cfg)
+    sampler = PromptSampler(len(prompts), seed)
+    history: list[dict] = []
+    start, resumed_from = 0, None
+    fingerprint = _run_fingerprint(cfg, prompts, seed)
+
+    last = latest_checkpoint(checkpoint_dir) if cfg.resume else None
+    if last is not None:
+        state = load_checkpoint(last, policy)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(f"{last}: checkpoint of a different run (batch size, prompts, seed or sampling "
+                             f"settings changed); delete {checkpoint_dir} or set ppo.resume: false")
+        optimizer.load_state_dict(state["optimizer"])
+        kl_ctl.load_state_dict(state["kl_controller"])
+        sampler.load_state_dict(state["sampler"])
+        if state.get("reward_fn") is not None and hasattr(reward_fn, "load_state_dict"):
+            reward_fn.load_state_dict(state["reward_fn"])
+        set_rng_state(state["rng"])
+        history, start = list(state["history"]), int(state["iteration"])
+        resumed_from = start
+
+    t_start = time.perf_counter()
+    bar = tqdm(total=cfg.iterations, initial=start, disable=not progress, desc="ppo", unit="it")
+    for iteration in range(start + 1, cfg.iterations + 1):
+        if cfg.lr_schedule == "linear":
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * (1.0 - (iteration - 1) / cfg.iterations)
+        batch_prompts = [prompts[i] for i in sampler.sample(cfg.batch_size)]
+        metrics, batch, completions, scores = ppo_step(cfg, policy, ref, tok, reward_fn, optimizer, kl_ctl.value,
+                                                       batch_prompts)
+        if math.isfinite(metrics["objective/kl"]):
+            kl_ctl.update(metrics["objective/kl"], cfg.batch_size)
+        skipped_before = history[-1]["guard/skipped_updates"] if history else 0.0
+        metrics["guard/skipped_updates"] = skipped_before + metrics.pop("guard/skipped")
+        metrics["episode"] = float(iteration * cfg.batch_size)
+        history.append(metrics)
+
+        if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0 and iteration < cfg.iterations:
+            save_checkpoint(checkpoint_dir, iteration, policy, {
+                "iteration": iteration, "history": history, "fingerprint": fingerprint,
+                "optimizer": optimizer.state_dict(), "kl_controller": kl_ctl.state_dict(),
+                "sampler": sampler.state_dict(), "rng": rng_state(),
+                "reward_fn": reward_fn.state_dict() if hasattr(reward_fn, "state_dict") else None,
+                "config": dataclasses.asdict(cfg),
+            })
+        bar.update(1)
+        bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
+        if on_iteration is not None:
+            on_iteration(iteration, metrics)
+        if on_samples is not None and cfg.sample_every and iteration % cfg.sample_every == 0:
+            k = min(cfg.num_samples, len(batch_prompts))
+            on_samples(iteration, [{"prompt": batch_prompts[i], "completion": completions[i],
+                                    "score": float(scores[i])} for i in range(k)])
+    bar.close()
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    if not cfg.keep_checkpoints and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    return summarize(history, resumed_from, time.perf_counter() - t_start)
+
+
+def summarize(history: list[dict], resumed_from: int | None, seconds: float) -> dict:
+    """First/last values of the headline metrics and the median episodes/s of a run's history."""
+    if not history:
+        return {"iterations": 0, "resumed_from": resumed_from, "history": []}
+    first, last = history[0], history[-1]
+    return {
+        "iterations": len(history),
+        "episodes": last["episode"],
+        "initial_score": first["objective/scores"],
+        "final_score": last["objective/scores"],
+        "initial_kl": first["objective/kl"],
+        "final_kl": last["objective/kl"],
+        "final_kl_coef": last["kl_coef"],
+        "final_num_eos": last["val/num_eos_tokens"],
+        "eps_median": statistics.median(h["eps"] for h in history),
+        "skipped_updates": last["guard/skipped_updates"],
+        "resumed_from": resumed_from,
+        "seconds_this_session": seconds,
+        "history": history,  # every iteration's metrics, those before a resume included
+    }
+
+
+def _run_fingerprint(cfg: PPOConfig, prompts: Sequence[str], seed: int) -> str:
+    """What must not change between a checkpoint and its resumption (``iterations`` may)."""
+    fields = dataclasses.asdict(cfg)
+    for free in ("iterations", "checkpoint_every", "keep_checkpoints", "resume", "sample_every", "num_samples",
+                 "threads"):
+        fields.pop(free)
+    digest = hashlib.sha256(repr((sorted(fields.items()), list(prompts), seed)).encode("utf-8"))
+    return digest.hexdigest()[:16]
