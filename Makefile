@@ -13,6 +13,7 @@ export DO_NOT_TRACK = 1
 export MLFLOW_DISABLE_TELEMETRY = true
 export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE ?= 1
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: venv git-repo browser-deps run test test-fast bench clean-state help
 

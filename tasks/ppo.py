@@ -98,8 +98,6 @@ def run(params: Params, root: Path = Path(".")) -> dict:
 
     summary = train_ppo(cfg, policy, ref, tok, reward_fn, prompts, policy_dir, seed=params.seed,
                         on_iteration=on_iteration, on_samples=on_samples, checkpoint_dir=checkpoint_dir)
-    if not cfg.keep_checkpoints:
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
     report = root / REPORT_DIR
     # The full curve: on a resumed run the trainer's history includes the iterations before the kill.
