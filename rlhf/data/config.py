@@ -12,6 +12,8 @@ from rlhf.config import ConfigError, param
 
 SPLITS = ("train", "dev", "test")
 PUBLISHED_PROMPTS = ["刚收到货，感觉", "这部电影很", "说实话，真的很", "这次购物总的来说体验很"]
+# Words after which a review states its opinion: every published prompt ends in one ("很", "感觉").
+OPINION_CUES = ["很", "非常", "感觉", "觉得", "真的", "比较", "特别", "挺", "十分", "相当", "蛮", "太"]
 
 
 @dataclass
@@ -50,7 +52,7 @@ class CharRange:
     """An inclusive range of lengths in characters."""
 
     min: int = param(4, "shortest prefix, in characters", min=1)
-    max: int = param(10, "longest prefix, in characters", min=1)
+    max: int = param(12, "longest prefix, in characters", min=1)
 
     def validate(self, prefix: str) -> None:
         if self.min > self.max:
@@ -85,6 +87,14 @@ class DataConfig:
     positives_per_list: int | None = param(None, "positive texts per corpus rank list (null: list_size // 2)", min=1)
     max_lists: ListCaps = param(None, "caps on corpus rank lists per split", factory=ListCaps)
     prompts_per_split: PromptCounts = param(None, "prompt pool size per split", factory=PromptCounts)
+    prompt_cut: Literal["opinion", "random"] = param(
+        "opinion", "how a review's opening becomes a prompt: 'opinion' = up to and including its first opinion cue "
+                   "(see opinion_cues) that ends within prompt_prefix_chars, the form of the published prompts, so "
+                   "the completion states the opinion; 'random' = a prefix of random length in prompt_prefix_chars "
+                   "(often cut mid-word, or after the review has stated its verdict)",
+        choices=("opinion", "random"))
+    opinion_cues: list[str] = param(None, "with prompt_cut 'opinion': the words a prompt may end with",
+                                    factory=lambda: list(OPINION_CUES))
     prompt_prefix_chars: CharRange = param(None, "length range of the review prefixes used as prompts",
                                            factory=CharRange)
     published_prompts: list[str] = param(None, "prompts put in both the train and test pools",
@@ -101,6 +111,14 @@ class DataConfig:
         if self.positives_per_list is not None and self.positives_per_list >= self.list_size:
             raise ConfigError(f"{key}positives_per_list: got {self.positives_per_list}; expected 1.."
                               f"{self.list_size - 1} (a list needs a negative tier too, list_size={self.list_size})")
+        if self.prompt_cut == "opinion":
+            if not self.opinion_cues:
+                raise ConfigError(f"{key}opinion_cues: empty; prompt_cut 'opinion' needs at least one cue word "
+                                  "(or set prompt_cut: random)")
+            for i, cue in enumerate(self.opinion_cues):
+                if not cue.strip() or cue != cue.strip():
+                    raise ConfigError(f"{key}opinion_cues[{i}]: got {cue!r}; expected a word without surrounding "
+                                      "spaces")
         for i, prompt in enumerate(self.published_prompts):
             if not prompt.strip():
                 raise ConfigError(f"{key}published_prompts[{i}]: got {prompt!r}; expected a non-empty prompt")

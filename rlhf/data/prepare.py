@@ -124,7 +124,8 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, seed: int, project_root: Pat
                     for name in PROMPT_SPLITS}
     prompts = build_prompt_pool(prompt_texts, counts={n: getattr(cfg.prompts_per_split, n) for n in PROMPT_SPLITS},
                                 published=cfg.published_prompts, min_chars=cfg.prompt_prefix_chars.min,
-                                max_chars=cfg.prompt_prefix_chars.max, seed=seed)
+                                max_chars=cfg.prompt_prefix_chars.max, seed=seed,
+                                cues=cfg.opinion_cues if cfg.prompt_cut == "opinion" else None)
     lm = {name: lm_lines(texts_by_split[name], unlabelled[name]) for name in LM_SPLITS}
 
     for name in SPLITS:

@@ -1,7 +1,8 @@
 """Corpus rank lists (tiers, K, positives above negatives, caps) and the prompt pool."""
 import pytest
 
-from rlhf.data.build import build_corpus_ranklists, build_prompt_pool, lm_lines, sample_prefixes, purpose_rng
+from rlhf.data.build import (build_corpus_ranklists, build_prompt_pool, cue_pattern, lm_lines, opinion_prefix,
+                             purpose_rng, sample_prefixes)
 from rlhf.data.clean import LabelledText
 from rlhf.data.ranklist import RankList
 
@@ -49,6 +50,43 @@ def test_prefixes_are_shorter_than_their_text_distinct_and_in_range():
         assert any(t.startswith(p) and len(t) > len(p) for t in texts)
     assert not {"短", "一二三四"} & set(prefixes)  # a prefix must leave something to complete
     assert len(prefixes) == 3  # texts are visited once each (the * 3 copies are the same texts)
+
+
+CUES = cue_pattern(["很", "非常", "感觉", "太"])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("这本书很好看", "这本书很"),              # cut right after the cue: the completion states the opinion
+    ("房间非常干净", "房间非常"),              # the longest cue at a position ("非常", not a shorter one)
+    ("很好很好很好看的书", "很好很好很"),      # the first cue that ends at or after min_chars (4)
+    ("刚收到货，感觉不错", "刚收到货，感觉"),
+    ("这是一本写给大人的书，内容太多", None),   # no cue ends within max_chars (8)
+    ("质量太", None),                         # the cue ends the text: nothing left to complete
+    ("还可以吧", None),                       # no cue at all
+])
+def test_opinion_prefix_ends_with_the_first_cue_in_range(text, expected):
+    assert opinion_prefix(text, CUES, 4, 8) == expected
+
+
+def test_opinion_prefixes_are_cut_after_a_cue_and_texts_without_one_are_passed_over():
+    texts = ["这本书很好看我很喜欢", "房间非常干净服务也不错", "快递慢了包装也破了", "屏幕太小了", "酒店位置很好"]
+    prefixes = sample_prefixes(texts, n=100, min_chars=3, max_chars=8, rng=purpose_rng(0, "t"), exclude={"酒店位置很"},
+                               cues=["很", "非常", "太"])
+    assert sorted(prefixes) == sorted(["这本书很", "房间非常", "屏幕太"])
+    with pytest.raises(ValueError, match="no cue words"):
+        sample_prefixes(texts, n=1, min_chars=3, max_chars=8, rng=purpose_rng(0, "t"), exclude=set(), cues=[])
+
+
+def test_opinion_prompt_pool_is_seeded_and_disjoint_across_splits():
+    train = [f"第{i}家酒店的服务很好" for i in range(40)]
+    test = [f"第{i}本书写得非常好" for i in range(40)] + train[:5]
+    args = dict(counts={"train": 10, "test": 6}, published=["这部电影很"], min_chars=4, max_chars=10, cues=["很", "非常"])
+    pool = build_prompt_pool({"train": train, "test": test}, seed=0, **args)
+    assert pool == build_prompt_pool({"train": train, "test": test}, seed=0, **args)
+    heldout = {s: [r["prompt"] for r in pool if r["split"] == s and r["source"] == "heldout"] for s in ("train", "test")}
+    assert len(heldout["train"]) == 9 and len(heldout["test"]) == 5
+    assert all(p.endswith(("很", "非常")) for ps in heldout.values() for p in ps)
+    assert not set(heldout["train"]) & set(heldout["test"])
 
 
 def test_prompt_pool_has_published_prompts_in_both_splits_and_disjoint_heldout():

@@ -12,6 +12,8 @@ def test_defaults():
     assert (cfg.split.train, cfg.split.dev, cfg.split.test) == (0.7, 0.1, 0.2)
     assert (cfg.max_lists.train, cfg.max_lists.dev, cfg.max_lists.test) == (3000, 400, 800)
     assert cfg.published_prompts == ["刚收到货，感觉", "这部电影很", "说实话，真的很", "这次购物总的来说体验很"]
+    assert cfg.prompt_cut == "opinion" and "很" in cfg.opinion_cues and "感觉" in cfg.opinion_cues
+    assert from_dict(DataConfig, {"prompt_cut": "random", "opinion_cues": []}).opinion_cues == []  # unused then
     assert from_dict(DataConfig, {"list_size": 5}).positives == 2
     assert from_dict(DataConfig, {"list_size": 5, "positives_per_list": 3}).positives == 3
 
@@ -28,6 +30,9 @@ def test_defaults():
     ({"unicode_form": "NFD"}, r"data.unicode_form: got 'NFD'"),
     ({"published_prompts": ["好", " "]}, r"data.published_prompts\[1\]: got ' '"),
     ({"max_list": {}}, r"unknown key data.max_list"),
+    ({"prompt_cut": "sentence"}, r"data.prompt_cut: got 'sentence'; expected one of 'opinion' \| 'random'"),
+    ({"opinion_cues": []}, r"data.opinion_cues: empty; prompt_cut 'opinion' needs at least one cue"),
+    ({"opinion_cues": ["很", " 太"]}, r"data.opinion_cues\[1\]: got ' 太'"),
 ])
 def test_invalid_values_name_the_key(values, message):
     with pytest.raises(ConfigError, match=message):
