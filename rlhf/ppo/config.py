@@ -23,8 +23,8 @@ class PPOConfig:
     batch_size: int = param(64, "episodes (prompt + sampled completion) per rollout", min=1)
     num_minibatches: int = param(4, "minibatches each rollout is split into per PPO epoch (one optimiser step each)",
                                  min=1)
-    ppo_epochs: int = param(4, "passes over each rollout, reshuffled every pass", min=1)
-    lr: float = param(3e-5, "AdamW learning rate of policy and value head", min=0.0, min_exclusive=True)
+    ppo_epochs: int = param(2, "passes over each rollout, reshuffled every pass", min=1)
+    lr: float = param(1e-4, "AdamW learning rate of policy and value head", min=0.0, min_exclusive=True)
     lr_schedule: str = param("constant", "'constant', or 'linear' decay to 0 over `iterations`",
                              choices=("constant", "linear"))
     adam_eps: float = param(1e-8, "AdamW epsilon", min=0.0, min_exclusive=True)
