@@ -42,6 +42,10 @@ def read_yaml_text(text: str) -> dict:
     ({"data": {"on_error": "ignore"}}, "data.on_error: got 'ignore'"),
     ({"data": {"split": {"train": 0.5, "dev": 0.1, "test": 0.1}}}, "expected fractions summing to 1"),
     ({"base": []}, "base: got []"),
+    ({"base": {"learning_rate": "fast"}}, "base.learning_rate: got 'fast' (str); expected float"),
+    ({"base": {"learning_rate": "1e"}}, "base.learning_rate: got '1e' (str)"),
+    ({"base": {"learning_rate": "-1e-3"}}, "base.learning_rate: got -0.001; expected a number in (0"),
+    ({"base": {"n_layer": "4e0"}}, "base.n_layer: got '4e0' (str); expected int"),
 ])
 def test_bad_values_name_key_value_and_what_is_accepted(data, fragment):
     with pytest.raises(ConfigError) as e:
@@ -52,6 +56,12 @@ def test_bad_values_name_key_value_and_what_is_accepted(data, fragment):
 def test_ints_are_accepted_for_floats_and_kept_as_floats():
     params = from_dict(Params, {"base": {"learning_rate": 1}})
     assert params.base.learning_rate == 1.0 and isinstance(params.base.learning_rate, float)
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    # YAML 1.1 (PyYAML) reads `5e-5` as the string '5e-5'; it is the number the user meant
+    params = from_dict(Params, read_yaml_text("ppo:\n  lr: 5e-5\nbase:\n  learning_rate: 1E-3\n"))
+    assert params.ppo.lr == 5e-5 and params.base.learning_rate == 1e-3
 
 
 def test_yaml_errors_name_file_and_line(tmp_path):
