@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 "judge": round(result["tuned"]["judge_score"], 4),
                 "judge_base": round(result["base"]["judge_score"], 4),
                 **{f"judge_{g}": round(v["tuned"]["judge_score"], 4) for g, v in groups.items()},
-                "kl": round(result["kl"], 3),
+                "kl": round(result["kl"], 4),
                 "distinct_2_ratio": round(result["tuned"]["distinct_2"] / max(result["base"]["distinct_2"], 1e-9), 4),
                 "repetition_rate": round(result["tuned"]["repetition_rate"], 4),
                 "mean_length": round(result["tuned"]["mean_length"], 2)}
