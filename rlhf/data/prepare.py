@@ -10,6 +10,7 @@ Layout written under ``out_dir``::
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from rlhf.data.build import build_corpus_ranklists, build_prompt_pool, lm_lines
@@ -126,6 +127,15 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, seed: int, project_root: Pat
                                 published=cfg.published_prompts, min_chars=cfg.prompt_prefix_chars.min,
                                 max_chars=cfg.prompt_prefix_chars.max, seed=seed,
                                 cues=cfg.opinion_cues if cfg.prompt_cut == "opinion" else None)
+    for name in PROMPT_SPLITS:
+        wanted = getattr(cfg.prompts_per_split, name) > len(set(cfg.published_prompts))
+        if wanted and not any(r["split"] == name and r["source"] == "heldout" for r in prompts):
+            how = (f"has an opinion cue (data.opinion_cues: {', '.join(cfg.opinion_cues)}) ending within"
+                   if cfg.prompt_cut == "opinion" else "is longer than the prefixes of")
+            warnings.warn(f"{cfg.source}: no {name} text {how} {cfg.prompt_prefix_chars.min}.."
+                          f"{cfg.prompt_prefix_chars.max} characters: the {name} prompt pool holds only the "
+                          "published prompts; set data.opinion_cues / data.prompt_cut / data.prompt_prefix_chars "
+                          "to fit your texts", stacklevel=2)
     lm = {name: lm_lines(texts_by_split[name], unlabelled[name]) for name in LM_SPLITS}
 
     for name in SPLITS:

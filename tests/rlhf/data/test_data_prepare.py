@@ -119,6 +119,20 @@ def test_no_train_list_is_an_error(tmp_path):
         prepare_data(config(source="pos.jsonl"), tmp_path / "o", seed=0, project_root=tmp_path)
 
 
+def test_opinion_prompts_need_a_cue_in_the_texts(tmp_path):
+    make_corpus(tmp_path)
+    with pytest.warns(UserWarning, match=r"no train text has an opinion cue \(data.opinion_cues: 太棒了\).*"
+                                         r"the train prompt pool holds only the published prompts"):
+        m = prepare_data(config(opinion_cues=["太棒了"]), tmp_path / "o", seed=0, project_root=tmp_path)
+    assert m["prompts"]["train"] == len(DataConfig().published_prompts)  # counted in the metrics too
+    m = prepare_data(config(opinion_cues=["太棒了"], prompt_cut="random"), tmp_path / "r", seed=0,
+                     project_root=tmp_path)
+    assert m["prompts"]["train"] > len(DataConfig().published_prompts)
+    prompts = read_jsonl(prepare_data(config(), tmp_path / "d", seed=0, project_root=tmp_path) and
+                         tmp_path / "d" / "prompts.jsonl")
+    assert all(p["prompt"].endswith("很") for p in prompts if p["source"] == "heldout")  # "...，质量很"
+
+
 def test_ranklist_input_is_split_whole_without_leakage(tmp_path):
     lines = []
     for i in range(120):
