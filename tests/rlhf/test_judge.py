@@ -16,15 +16,6 @@ POSITIVE = ["这本书写得非常好，强烈推荐！", "质量很好，物流
 NEGATIVE = ["质量太差了，非常失望", "客服态度恶劣，再也不买了", "垃圾产品，用了一天就坏了"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: extra intra-op threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def snow():
     return load_judge(JudgeConfig())

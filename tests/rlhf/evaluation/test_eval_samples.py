@@ -20,14 +20,6 @@ PUBLISHED = ["刚收到货，感觉", "这部电影很", "说实话，真的很"
 CORPUS = PUBLISHED + ["质量很好，非常满意，推荐购买", "太差了，很失望，不会再买", "还行吧，一般般"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared 2-core machine: extra threads only contend
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tok():
     return build_char_tokenizer(CORPUS)

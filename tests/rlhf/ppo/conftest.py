@@ -13,15 +13,6 @@ from rlhf.tokenizer import build_char_tokenizer  # noqa: E402
 CORPUS = ["好的很好的不错呀", "哈哈嗯这是一个测试句子", "东西质量太差了", "这部电影很好看"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    # the tests are tiny: one thread is faster than two and immune to other processes' load
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def tok():
     return build_char_tokenizer(CORPUS)
