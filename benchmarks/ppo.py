@@ -46,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ["刚收到货，感觉", "这部电影很", "说实话，真的很", "这次购物总的来说体验很"]
@@ -73,24 +75,6 @@ def make_prompts(pos: list[str], neg: list[str]) -> tuple[list[str], list[str]]:
     train = PUBLISHED * 16 + [r[: rng.randint(4, 8)] for r in picked[:448]]
     held = PUBLISHED + [r[: rng.randint(4, 8)] for r in picked[448:]]
     return train, held
-
-
-def base_model_dir(args, lm_texts: list[str]) -> Path:
-    """``models/base`` if present, else a base GPT-2 bootstrapped by the project's own code (cached)."""
-    given = Path(args.base_dir)
-    if (given / "config.json").is_file():
-        return given
-    cache = Path(args.cache) / f"base-steps{args.base_steps}"
-    if (cache / "config.json").is_file():
-        return cache
-    from rlhf.models.base_lm import BaseConfig, bootstrap_base
-
-    print(f"[bench] {given} not found: bootstrapping a base GPT-2 ({args.base_steps} LM steps) into {cache}",
-          flush=True)
-    model, tok, summary = bootstrap_base(BaseConfig(steps=args.base_steps), lm_texts, seed=0, progress=False)
-    model.save_pretrained(cache)
-    tok.save_pretrained(cache)
-    return cache
 
 
 def reward_model_dir(args, base_dir: Path, pos: list[str], neg: list[str]) -> Path:
@@ -319,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     pos, neg = read_corpus()
     train_prompts, held_prompts = make_prompts(pos, neg)
-    base_dir = base_model_dir(args, pos + neg)
+    base_dir = base_model_dir(args.base_dir, args.cache, args.base_steps, pos + neg)
     rm_dir = reward_model_dir(args, base_dir, pos, neg)
     tok = load_tokenizer(base_dir)
     trl_python = None if args.skip_trl else str(ensure_trl_venv(Path(args.trl_venv)))

@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads thrash shared cores (both trainers)
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,26 +71,6 @@ def make_lists(pos: list[str], neg: list[str], n_train: int, n_held: int, seed: 
     lists = [{"id": f"bench-{i}", "prompt": "", "tiers": [[p[2 * i], p[2 * i + 1]], [q[2 * i], q[2 * i + 1]]]}
              for i in range(n)]
     return lists[:n_train], lists[n_train:]
-
-
-def base_model_dir(args, lm_texts: list[str]) -> Path:
-    """``models/base`` if present, else a base GPT-2 bootstrapped by the project's own code (cached)."""
-    given = Path(args.base_dir)
-    if (given / "config.json").is_file():
-        return given
-    cache = Path(args.base_cache) / f"base-steps{args.base_steps}"
-    if (cache / "config.json").is_file():
-        return cache
-    from rlhf.models.base_lm import BaseConfig, bootstrap_base
-
-    print(f"[bench] {given} not found: bootstrapping a base GPT-2 ({args.base_steps} LM steps) into {cache}",
-          flush=True)
-    t0 = time.perf_counter()
-    model, tok, summary = bootstrap_base(BaseConfig(steps=args.base_steps), lm_texts, seed=0, progress=False)
-    model.save_pretrained(cache)
-    tok.save_pretrained(cache)
-    print(f"[bench] base built in {time.perf_counter() - t0:.0f}s: {summary}", flush=True)
-    return cache
 
 
 def bench_config(args, **overrides) -> RewardModelConfig:
@@ -232,7 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     pos, neg = read_corpus()
     train, held = make_lists(pos, neg, args.lists, args.held)
     held_texts = {t for rl in held for tier in rl["tiers"] for t in tier}
-    base_dir = base_model_dir(args, [t for t in pos + neg if t not in held_texts])
+    lm_texts = [t for t in pos + neg if t not in held_texts]
+    base_dir = base_model_dir(args.base_dir, args.base_cache, args.base_steps, lm_texts)
     report = {"settings": {"train_lists": args.lists, "held_lists": args.held, "k": 4, "max_length": args.max_length,
                            "lr": args.lr, "lists_per_step": 8, "trl_pairs_per_step": 32, "epochs": 1,
                            "base_dir": str(base_dir), "torch": torch.__version__, "threads": torch.get_num_threads(),

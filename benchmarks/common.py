@@ -1,0 +1,25 @@
+"""What the benchmark scripts share: the base GPT-2 they start from."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def base_model_dir(base_dir: str | Path, cache: str | Path, steps: int, lm_texts: list[str]) -> Path:
+    """``base_dir`` if it holds a model, else a base GPT-2 bootstrapped by the project's own code
+    (``steps`` LM steps on ``lm_texts``), cached under ``cache`` and reused by later runs."""
+    given = Path(base_dir)
+    if (given / "config.json").is_file():
+        return given
+    cached = Path(cache) / f"base-steps{steps}"
+    if (cached / "config.json").is_file():
+        return cached
+    from rlhf.models.base_lm import BaseConfig, bootstrap_base
+
+    print(f"[bench] {given} not found: bootstrapping a base GPT-2 ({steps} LM steps) into {cached}", flush=True)
+    t0 = time.perf_counter()
+    model, tok, summary = bootstrap_base(BaseConfig(steps=steps), lm_texts, seed=0, progress=False)
+    model.save_pretrained(cached)
+    tok.save_pretrained(cached)
+    print(f"[bench] base built in {time.perf_counter() - t0:.0f}s: {summary}", flush=True)
+    return cached
