@@ -11,6 +11,8 @@ from typing import Any, Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rlhf.evaluation.text_metrics import frequent_ngrams
+
 METRIC_LABELS = {
     "judge_score": "judge score (mean)",
     "judge_positive_rate": "judge positive rate",
@@ -62,6 +64,22 @@ def samples_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def frequent_bigrams_table(rows: Sequence[Mapping[str, Any]], k: int = 10) -> str:
+    """Markdown table of the ``k`` character bigrams found in most base and most tuned completions."""
+    top = {side: frequent_ngrams([r[side] for r in rows], 2, k) for side in ("base", "tuned")}
+    lines = ["| rank | base bigram | share of samples | tuned bigram | share of samples |", "|---:|---|---:|---|---:|"]
+    for i in range(max(len(top["base"]), len(top["tuned"]))):
+        cells = [str(i + 1)]
+        for side in ("base", "tuned"):
+            if i < len(top[side]):
+                gram, share = top[side][i]
+                cells += [escape_cell("".join(map(str, gram))), _fmt(share)]
+            else:
+                cells += ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def samples_markdown(result: Mapping[str, Any], title: str = "Samples: base model vs tuned policy") -> str:
     """The text of ``samples.md``: overall metrics, per-group metrics, then every sample pair side by side."""
     parts = [f"# {title}", "",
@@ -70,7 +88,11 @@ def samples_markdown(result: Mapping[str, Any], title: str = "Samples: base mode
              "", "## Overall", "", metrics_table(result)]
     for group, res in result.get("groups", {}).items():
         parts += ["", f"## Group `{escape_cell(group)}` ({res['n_samples']} pairs)", "", metrics_table(res)]
-    parts += ["", "## Samples", "", samples_table(result["rows"]), ""]
+    parts += ["", "## Most frequent bigrams", "",
+              "Character bigrams by the share of completions containing them. One phrase in most tuned "
+              "completions (and not in the base's) is the policy exploiting what the reward model likes.",
+              "", frequent_bigrams_table(result["rows"]),
+              "", "## Samples", "", samples_table(result["rows"]), ""]
     return "\n".join(parts)
 
 

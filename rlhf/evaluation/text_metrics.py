@@ -31,6 +31,22 @@ def distinct_n(texts: Sequence[Sequence[Hashable]], n: int) -> float:
     return len(unique) / total if total else 0.0
 
 
+def frequent_ngrams(texts: Sequence[Sequence[Hashable]], n: int, k: int = 10) -> list[tuple[tuple, float]]:
+    """The ``k`` n-grams found in the most samples, with the share of samples containing each.
+
+    Counts samples, not occurrences (a sample repeating an n-gram counts once), so a share of 0.7
+    means 70% of the samples say it: the at-a-glance sign of a policy that found one phrase the
+    reward likes. Ties are broken by first appearance. ``[]`` for no texts.
+    """
+    texts = list(texts)
+    counts: dict[tuple, int] = {}
+    for text in texts:
+        for gram in dict.fromkeys(ngrams(text, n)):
+            counts[gram] = counts.get(gram, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:k]  # stable sort: ties keep first appearance
+    return [(gram, count / len(texts)) for gram, count in top]
+
+
 def has_repeated_ngram(text: Sequence[Hashable], n: int = 3) -> bool:
     """Whether some n-gram occurs at least twice in ``text`` (overlaps count: "aaaa" repeats "aaa")."""
     grams = ngrams(text, n)

@@ -48,6 +48,15 @@ def test_samples_markdown_has_one_row_per_pair():
     assert "| judge score (mean) | 0.500 | 0.700 |" in md and "## Group `published` (3 pairs)" in md
 
 
+def test_frequent_bigrams_section_shows_a_collapsed_policy():
+    rows = [dict(ROWS[0], base=base, tuned="很漂亮" if i < 3 else "不错") for i, base in enumerate(["一般", "好看", "差劲", "还行"])]
+    md = samples_markdown(fake_result(rows))
+    section = md.split("## Most frequent bigrams")[1].split("## Samples")[0]
+    table = [line for line in section.splitlines() if line.startswith("|")][2:]  # rows after header and separator
+    assert [c.strip() for c in split_cells(table[0])] == ["1", "一般", "0.250", "很漂", "0.750"]
+    assert [c.strip() for c in split_cells(table[1])][3:] == ["漂亮", "0.750"]
+
+
 def test_rm_columns_appear_when_scored():
     rows = [dict(r, base_rm=0.1, tuned_rm=0.2) for r in ROWS]
     line = samples_markdown(fake_result(rows)).split("## Samples")[1].strip().splitlines()[2]

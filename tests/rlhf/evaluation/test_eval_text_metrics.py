@@ -1,7 +1,7 @@
 """Text metrics on hand-computed examples."""
 import pytest
 
-from rlhf.evaluation.text_metrics import (distinct_n, eos_rate, has_repeated_ngram, mean_length, ngrams,
+from rlhf.evaluation.text_metrics import (distinct_n, eos_rate, frequent_ngrams, has_repeated_ngram, mean_length, ngrams,
                                           repetition_rate, win_rate)
 
 
@@ -45,3 +45,11 @@ def test_win_rate_ties_count_half():
         win_rate([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="no pairs"):
         win_rate([], [])
+
+
+def test_frequent_ngrams_counts_samples_not_occurrences():
+    texts = ["很漂亮很漂亮", "漂亮", "不错", "不错，漂亮"]
+    top = frequent_ngrams(texts, 2, k=3)
+    # the first sample says 漂亮 twice but counts once; among the 0.25 ties the first seen (很漂) wins
+    assert top == [(("漂", "亮"), 0.75), (("不", "错"), 0.5), (("很", "漂"), 0.25)]
+    assert frequent_ngrams([], 2) == [] and frequent_ngrams(["a"], 2) == []
