@@ -13,7 +13,8 @@ Overrides are dotted ``params.yaml`` keys with YAML values; they are validated l
 ``params.yaml`` itself. The policy is trained in memory (checkpoints under ``--out``); the
 evaluation points do not change its training (the RNG state is restored after each), so the
 last point equals a run without intermediate points. Lines are also appended to
-``--out/results.jsonl``. Two sweeps in parallel on 2 cores: ``--threads 1`` each.
+``--out/results.jsonl``; with ``--rows`` every sample pair of a point (prompt, both completions,
+judge and RM scores, KL) goes to ``--out/NAME-ITERATION.rows.json``. Two sweeps in parallel on 2 cores: ``--threads 1`` each.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="sweep", help="a label for the output lines")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "rlhf-ppo-sweep")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--rows", action="store_true",
+                    help="also write every sample pair of each point to OUT/NAME-ITERATION.rows.json")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -119,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                 "repetition_rate": round(result["tuned"]["repetition_rate"], 4),
                 "mean_length": round(result["tuned"]["mean_length"], 2)}
         print(json.dumps(line), flush=True)
+        if args.rows:  # prompt, base and tuned completions, their judge / RM scores and KL
+            (args.out / f"{args.name}-{iteration}.rows.json").write_text(
+                json.dumps(result["rows"], ensure_ascii=False, indent=0), encoding="utf-8")
         with (args.out / "results.jsonl").open("a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
