@@ -19,12 +19,12 @@ class PPOConfig:
     """``params.yaml`` section ``ppo``: rollouts, rewards, KL control, losses, guards, checkpoints."""
 
     # --- schedule
-    iterations: int = param(150, "PPO iterations; each is one rollout followed by `ppo_epochs` passes over it", min=1)
+    iterations: int = param(50, "PPO iterations; each is one rollout followed by `ppo_epochs` passes over it", min=1)
     batch_size: int = param(64, "episodes (prompt + sampled completion) per rollout", min=1)
     num_minibatches: int = param(4, "minibatches each rollout is split into per PPO epoch (one optimiser step each)",
                                  min=1)
     ppo_epochs: int = param(2, "passes over each rollout, reshuffled every pass", min=1)
-    lr: float = param(1e-4, "AdamW learning rate of policy and value head", min=0.0, min_exclusive=True)
+    lr: float = param(5e-5, "AdamW learning rate of policy and value head", min=0.0, min_exclusive=True)
     lr_schedule: str = param("constant", "'constant', or 'linear' decay to 0 over `iterations`",
                              choices=("constant", "linear"))
     adam_eps: float = param(1e-8, "AdamW epsilon", min=0.0, min_exclusive=True)
@@ -42,7 +42,7 @@ class PPOConfig:
     # --- KL penalty to the reference model
     kl_control: str = param("adaptive", "'adaptive' (Ziegler et al.) or 'fixed' KL coefficient",
                             choices=("adaptive", "fixed"))
-    init_kl_coef: float = param(0.2, "initial (or fixed) KL coefficient beta of the per-token penalty", min=0.0)
+    init_kl_coef: float = param(0.1, "initial (or fixed) KL coefficient beta of the per-token penalty", min=0.0)
     kl_target: float = param(6.0, "adaptive control: target KL per sample, in nats", min=0.0, min_exclusive=True)
     kl_horizon: float = param(10000.0, "adaptive control: horizon in episodes (larger = slower adaptation)",
                               min=0.0, min_exclusive=True)
@@ -56,7 +56,7 @@ class PPOConfig:
     cliprange_value: float = param(0.2, "clip of the value prediction around its rollout value", min=0.0,
                                    min_exclusive=True)
     vf_coef: float = param(0.1, "weight of the value loss in the total loss", min=0.0)
-    entropy_coef: float = param(0.0, "weight of the entropy bonus (subtracted from the loss); 0 = none", min=0.0)
+    entropy_coef: float = param(0.01, "weight of the entropy bonus (subtracted from the loss); 0 = none", min=0.0)
     whiten_advantages: bool = param(True, "standardise advantages over the rollout's real tokens")
     whiten_rewards: bool = param(False, "rescale per-token rewards to unit variance (mean kept) before GAE")
 
