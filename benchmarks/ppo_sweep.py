@@ -14,7 +14,8 @@ Overrides are dotted ``params.yaml`` keys with YAML values; they are validated l
 evaluation points do not change its training (the RNG state is restored after each), so the
 last point equals a run without intermediate points. Lines are also appended to
 ``--out/results.jsonl``; with ``--rows`` every sample pair of a point (prompt, both completions,
-judge and RM scores, KL) goes to ``--out/NAME-ITERATION.rows.json``. Two sweeps in parallel on 2 cores: ``--threads 1`` each.
+judge and RM scores, KL) goes to ``--out/NAME-ITERATION.rows.json``. Two sweeps in parallel on
+2 cores: ``--threads 1`` each.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ emits nothing gets numbers, not an exception.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Hashable, Sequence
 
 
@@ -39,12 +40,8 @@ def frequent_ngrams(texts: Sequence[Sequence[Hashable]], n: int, k: int = 10) ->
     reward likes. Ties are broken by first appearance. ``[]`` for no texts.
     """
     texts = list(texts)
-    counts: dict[tuple, int] = {}
-    for text in texts:
-        for gram in dict.fromkeys(ngrams(text, n)):
-            counts[gram] = counts.get(gram, 0) + 1
-    top = sorted(counts.items(), key=lambda kv: -kv[1])[:k]  # stable sort: ties keep first appearance
-    return [(gram, count / len(texts)) for gram, count in top]
+    counts = Counter(gram for text in texts for gram in dict.fromkeys(ngrams(text, n)))  # once per sample, in order
+    return [(gram, count / len(texts)) for gram, count in counts.most_common(k)]
 
 
 def has_repeated_ngram(text: Sequence[Hashable], n: int = 3) -> bool:

@@ -49,7 +49,8 @@ def test_samples_markdown_has_one_row_per_pair():
 
 
 def test_frequent_bigrams_section_shows_a_collapsed_policy():
-    rows = [dict(ROWS[0], base=base, tuned="很漂亮" if i < 3 else "不错") for i, base in enumerate(["一般", "好看", "差劲", "还行"])]
+    bases = ["一般", "好看", "差劲", "还行"]
+    rows = [dict(ROWS[0], base=base, tuned="很漂亮" if i < 3 else "不错") for i, base in enumerate(bases)]
     md = samples_markdown(fake_result(rows))
     section = md.split("## Most frequent bigrams")[1].split("## Samples")[0]
     table = [line for line in section.splitlines() if line.startswith("|")][2:]  # rows after header and separator

@@ -1,8 +1,8 @@
 """Text metrics on hand-computed examples."""
 import pytest
 
-from rlhf.evaluation.text_metrics import (distinct_n, eos_rate, frequent_ngrams, has_repeated_ngram, mean_length, ngrams,
-                                          repetition_rate, win_rate)
+from rlhf.evaluation.text_metrics import (distinct_n, eos_rate, frequent_ngrams, has_repeated_ngram, mean_length,
+                                          ngrams, repetition_rate, win_rate)
 
 
 def test_ngrams():
