@@ -4,7 +4,8 @@ Not a test. It reuses a project where the pipeline has run (``models/base``,
 ``models/reward_model``, ``data/prepared/prompts.jsonl``), so one setting costs only its PPO run
 plus ~30 s per evaluation point, and prints one JSON line per point with what the issue's targets
 read: judge mean (all prompts, published, held-out), KL to the reference, distinct-2 of the
-policy's completions as a ratio of the base model's, repetition rate and mean length.
+policy's completions as a ratio of the base model's, repetition rate, mean length, and the
+perplexity of both models' completions under the base (fluency).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/ppo_sweep.py --project . --name beta0.1 \\
         --set ppo.init_kl_coef=0.1 --set ppo.lr=5e-5 --eval-at 50,100,150
@@ -121,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                 "kl": round(result["kl"], 4),
                 "distinct_2_ratio": round(result["tuned"]["distinct_2"] / max(result["base"]["distinct_2"], 1e-9), 4),
                 "repetition_rate": round(result["tuned"]["repetition_rate"], 4),
-                "mean_length": round(result["tuned"]["mean_length"], 2)}
+                "mean_length": round(result["tuned"]["mean_length"], 2),
+                "perplexity": round(result["tuned"]["perplexity"], 2),
+                "perplexity_base": round(result["base"]["perplexity"], 2)}
         print(json.dumps(line), flush=True)
         if args.rows:  # prompt, base and tuned completions, their judge / RM scores and KL
             (args.out / f"{args.name}-{iteration}.rows.json").write_text(

@@ -61,6 +61,34 @@ def reward_model_inputs(query_response_ids: torch.Tensor, attention_mask: torch.
     return ids, mask
 
 
+def batch_ngram_overlap(responses: torch.Tensor, mask: torch.Tensor, n: int = 2) -> torch.Tensor:
+    """How much each completion repeats the rest of its rollout, in [0, 1]: ``(batch,)``.
+
+    The mean over a completion's token n-grams (its real tokens, ``mask``) of the share of the
+    *other* completions that contain the same n-gram; an n-gram the completion already used
+    earlier counts 1. A rollout where every completion is the same phrase scores 1 everywhere;
+    completions sharing nothing score 0, as does one shorter than ``n`` tokens. Subtracted
+    (times ``ppo.novelty_coef``) from the score, it makes a phrase's reward fall the more of the
+    rollout uses it: a frequency-dependent counter to the policy collapsing onto one phrase.
+    """
+    rows = [[int(t) for t, m in zip(ids, keep) if m] for ids, keep in zip(responses.tolist(), mask.tolist())]
+    grams = [[tuple(r[i:i + n]) for i in range(len(r) - n + 1)] for r in rows]
+    holders: dict[tuple, int] = {}
+    for g in grams:
+        for gram in set(g):
+            holders[gram] = holders.get(gram, 0) + 1
+    others = max(len(rows) - 1, 1)
+    out = []
+    for g in grams:
+        seen: set[tuple] = set()
+        total = 0.0
+        for gram in g:
+            total += 1.0 if gram in seen else (holders[gram] - 1) / others
+            seen.add(gram)
+        out.append(total / len(g) if g else 0.0)
+    return torch.tensor(out, dtype=torch.float32)
+
+
 class RunningMoments:
     """Running mean and standard deviation of every score seen so far (Chan et al. parallel update)."""
 

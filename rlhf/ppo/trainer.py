@@ -33,7 +33,7 @@ from rlhf.ppo.core import (AdaptiveKLController, FixedKLController, compute_gae,
                            entropy_from_logprobs, kl_penalty, masked_mean, masked_whiten,
                            policy_loss, value_loss)
 from rlhf.ppo.model import PolicyWithValueHead, use_fast_gelu
-from rlhf.ppo.rewards import RewardFunction
+from rlhf.ppo.rewards import RewardFunction, batch_ngram_overlap
 from rlhf.ppo.rollout import Rollout, decode_completions, rollout
 from rlhf.seed import rng_state, seed_everything, set_rng_state
 
@@ -112,6 +112,10 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
         scores = scores - cfg.missing_eos_penalty * (~batch.ended).float()
     if cfg.score_clip:
         scores = scores.clamp(-cfg.score_clip, cfg.score_clip)
+    content = mask.bool() & (batch.responses != tok.eos_token_id)  # the EOS closing a completion is no phrase
+    overlap = batch_ngram_overlap(batch.responses, content, cfg.novelty_ngram).to(mask.device)  # (B,)
+    if cfg.novelty_coef:
+        scores = scores - cfg.novelty_coef * overlap
     kl = kl_penalty(batch.logprobs, batch.ref_logprobs, cfg.kl_estimator) * mask  # (B, G)
     rewards = compute_rewards(scores, kl, kl_coef, mask)  # (B, G)
     if cfg.whiten_rewards:
@@ -145,6 +149,7 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
         "objective/scores": float(scores.mean()),
         "objective/kl": mean_kl,
         "objective/entropy": float((-batch.logprobs * mask).sum(1).mean()),
+        "objective/ngram_overlap": float(overlap.mean()),
         "objective/non_score_reward": float(non_score_reward.mean()),
         "objective/rlhf_reward": float(scores.mean() + non_score_reward.mean()),
         "val/num_eos_tokens": float(batch.ended.float().mean()),

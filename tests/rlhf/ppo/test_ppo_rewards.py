@@ -91,3 +91,17 @@ def test_judge_reward_loads_the_judge_lazily_and_scores_in_batches(monkeypatch):
     scores = reward.score(None, None, ["好好", "不好", "差"])
     assert scores.tolist() == pytest.approx([1.0, 0.5, 0.0])
     assert calls == [["好好", "不好"], ["差"]]
+
+
+def test_batch_ngram_overlap_by_hand():
+    from rlhf.ppo.rewards import batch_ngram_overlap
+
+    responses = torch.tensor([[1, 2, 3, 0], [1, 2, 3, 0], [4, 5, 6, 7], [8, 8, 8, 8], [9, 0, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0]])
+    # rows 0 and 1 share both bigrams with 1 of the 4 others; row 2 shares nothing; row 3 repeats
+    # (8, 8) twice after using it (0, then 1 and 1); row 4 has no bigram; masked tokens are ignored
+    assert batch_ngram_overlap(responses, mask).tolist() == pytest.approx([0.25, 0.25, 0.0, 2 / 3, 0.0])
+    same = torch.tensor([[5, 6, 7]] * 3)
+    assert batch_ngram_overlap(same, torch.ones_like(same)).tolist() == pytest.approx([1.0] * 3)
+    assert batch_ngram_overlap(same, torch.ones_like(same), n=3).tolist() == pytest.approx([1.0] * 3)
+    assert batch_ngram_overlap(same[:1], torch.ones_like(same[:1])).tolist() == [0.0]  # nobody to share with

@@ -138,3 +138,17 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(tmp_path, tok, make_lm):
     with pytest.raises(ValueError, match="different run"):
         train_ppo(small_cfg(iterations=3, checkpoint_every=1, batch_size=8), make_lm(), None, tok,
                   CharShareReward("好"), PROMPTS, tmp_path, seed=0, progress=False)
+
+
+def test_novelty_coef_counters_collapse_onto_one_phrase(tmp_path, tok, make_lm):
+    """The toy reward pays for repeating one character; the n-gram overlap penalty pays against it."""
+    def final_overlap(coef, name):
+        history = []
+        cfg = small_cfg(iterations=6, batch_size=32, ppo_epochs=4, max_new_tokens=8, init_kl_coef=0.0,
+                        novelty_coef=coef)
+        train_ppo(cfg, make_lm(), None, tok, CharShareReward("好"), PROMPTS, tmp_path / name, seed=0,
+                  on_iteration=lambda i, m: history.append(m), progress=False)
+        return sum(m["objective/ngram_overlap"] for m in history[-2:]) / 2
+
+    plain, novel = final_overlap(0.0, "plain"), final_overlap(2.0, "novel")
+    assert novel < plain / 2, (novel, plain)
