@@ -19,8 +19,8 @@ PROMPTS = Path("data/prepared/prompts.jsonl")
 # keyed by everything that determines the run, so a changed input never resumes a stale run.
 CHECKPOINTS = Path("checkpoints/ppo")
 METRIC_COLUMNS = ["iteration", "objective/scores", "objective/kl", "objective/rlhf_reward", "objective/entropy",
-                  "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg",
-                  "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "kl_coef", "eps"]
+                  "objective/ngram_overlap", "policy/approxkl_avg", "policy/clipfrac_avg", "loss/policy_avg",
+                  "loss/value_avg", "val/clipfrac_avg", "val/ratio", "val/num_eos_tokens", "kl_coef", "eps"]
 
 
 def run_fingerprint(params: Params, root: Path) -> str:

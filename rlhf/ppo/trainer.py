@@ -1,7 +1,8 @@
 """PPO for language models: one iteration reads top to bottom in :func:`ppo_step`.
 
     rollout   -> sample completions (KV cache), old log-probs + values, reference log-probs
-    rewards   -> score of prompt + completion at its last token, minus beta * KL per token
+    rewards   -> score of prompt + completion at its last token (optionally minus novelty_coef x
+                 its n-gram overlap with the rollout), minus beta * KL per token
     advantages-> GAE (gamma, lambda), whitened over the rollout's real tokens
     losses    -> clipped policy loss + vf_coef * clipped value loss (- entropy bonus)
     update    -> ppo_epochs x num_minibatches AdamW steps with gradient clipping
