@@ -102,7 +102,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     report = root / REPORT_DIR
     # The full curve: on a resumed run the trainer's history includes the iterations before the kill.
     full = summary.pop("history", None) or history
-    write_csv(report / "metrics.csv", full, METRIC_COLUMNS)
+    write_csv(report / "metrics.csv", [{**m, "iteration": i} for i, m in enumerate(full, 1)], METRIC_COLUMNS)
     (report / "samples.md").write_text(samples_markdown(sample_tables), encoding="utf-8")
     tracking.log_artifact(report, "reports")
     version, new = registry.register_model_dir(policy_dir, registry.POLICY,

@@ -1,6 +1,7 @@
 """End to end: `rlhf run` on the tiny profile in a fresh git repo; DVC, MLflow and Prefect checked."""
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import subprocess
@@ -43,6 +44,10 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
     assert set(lock["stages"]) >= set(STAGES)
     assert json.loads((p / "metrics/base.json").read_text())["dev_perplexity"] > 1.0
     assert json.loads((p / "metrics/prepare.json").read_text())["ranklists"]["train"] == 60
+    with (p / "reports/ppo/metrics.csv").open(encoding="utf-8") as f:
+        curve = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in curve] == [1, 2, 3]  # ppo.iterations of the tiny profile
+    assert all(0.0 <= float(r["objective/ngram_overlap"]) <= 1.0 for r in curve)
 
     runs = _runs(p)
     parents = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"]
