@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
+from rlhf.evaluation.text_metrics import ngrams
 from rlhf.ppo.model import use_fast_gelu
 from rlhf.tokenizer import encode_batch, load_tokenizer, pad_right
 
@@ -72,11 +74,8 @@ def batch_ngram_overlap(responses: torch.Tensor, mask: torch.Tensor, n: int = 2)
     rollout uses it: a frequency-dependent counter to the policy collapsing onto one phrase.
     """
     rows = [[int(t) for t, m in zip(ids, keep) if m] for ids, keep in zip(responses.tolist(), mask.tolist())]
-    grams = [[tuple(r[i:i + n]) for i in range(len(r) - n + 1)] for r in rows]
-    holders: dict[tuple, int] = {}
-    for g in grams:
-        for gram in set(g):
-            holders[gram] = holders.get(gram, 0) + 1
+    grams = [ngrams(row, n) for row in rows]
+    holders = Counter(gram for g in grams for gram in set(g))  # completions holding each n-gram
     others = max(len(rows) - 1, 1)
     out = []
     for g in grams:
