@@ -34,10 +34,11 @@ import statistics
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # also when imported from elsewhere (the tests)
+
+from common import prompt_records, require_pipeline_outputs  # noqa: E402  benchmarks/common.py
 
 
 def ranks(xs: list[float]) -> list[float]:
@@ -95,19 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlhf.config import from_dict
     from rlhf.evaluation.samples import sample, select_eval_prompts
     from rlhf.evaluation.text_metrics import distinct_n, mean_length
     from rlhf.judge import load_judge
-    from rlhf.params import Params
+    from rlhf.params import load_params
     from rlhf.reward.model import load_reward_model
     from rlhf.tokenizer import load_tokenizer
 
     project = args.project.resolve()
-    needed = [project / p for p in ("params.yaml", "models/base", "models/reward_model", "data/prepared/prompts.jsonl")]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise SystemExit(f"{project}: missing {', '.join(missing)}; run the pipeline there first (rlhf run)")
+    require_pipeline_outputs(project, "params.yaml")
     reward_models = {"reward_model": project / "models/reward_model"}
     for spec in args.reward_model:
         name, sep, path = spec.partition("=")
@@ -118,15 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(path) / "config.json").is_file():
             raise SystemExit(f"--reward-model {spec!r}: {path} holds no saved model (config.json)")
         reward_models[name] = Path(path)
-    params = from_dict(Params, yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8")) or {})
+    params = load_params(project / "params.yaml")
     keep = args.keep or params.eval.samples_per_prompt
     if keep < 1 or args.samples < 2 * keep:
         raise SystemExit(f"--samples {args.samples} must be at least twice --keep {keep}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    records = [json.loads(line) for line in (project / "data/prepared/prompts.jsonl").open(encoding="utf-8")]
-    prompts = [p["prompt"] for p in select_eval_prompts(records, params.eval.n_heldout_prompts)]
+    prompts = [p["prompt"] for p in select_eval_prompts(prompt_records(project), params.eval.n_heldout_prompts)]
     tok = load_tokenizer(project / "models/base")
     base = AutoModelForCausalLM.from_pretrained(project / "models/base")
     batch = sample(base, tok, prompts, args.samples, params.eval, seed=params.seed)

@@ -1,8 +1,24 @@
-"""What the benchmark scripts share: the base GPT-2 they start from."""
+"""What the benchmark scripts share: the base GPT-2 they start from, a finished project's outputs."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+
+PIPELINE_OUTPUTS = ("models/base", "models/reward_model", "data/prepared/prompts.jsonl")
+
+
+def require_pipeline_outputs(project: Path, *extra: str) -> None:
+    """Exit naming what is missing when ``project`` lacks the pipeline's models and prompt pool (or ``extra``)."""
+    missing = [str(project / p) for p in (*extra, *PIPELINE_OUTPUTS) if not (project / p).exists()]
+    if missing:
+        raise SystemExit(f"{project}: missing {', '.join(missing)}; run the pipeline there first (rlhf run)")
+
+
+def prompt_records(project: Path) -> list[dict]:
+    """The records of ``data/prepared/prompts.jsonl`` (prompt, split, source)."""
+    with (project / "data/prepared/prompts.jsonl").open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def base_model_dir(base_dir: str | Path, cache: str | Path, steps: int, lm_texts: list[str]) -> Path:

@@ -34,6 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import prompt_records, require_pipeline_outputs  # noqa: E402  benchmarks/common.py (this script's folder is on sys.path)
+
 
 def override(raw: dict, dotted: str) -> None:
     """Apply ``a.b.c=value`` (value parsed as YAML) to the nested dict ``raw``."""
@@ -79,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from rlhf.tokenizer import load_tokenizer
 
     project = args.project.resolve()
-    needed = [project / p for p in ("models/base", "models/reward_model", "data/prepared/prompts.jsonl")]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise SystemExit(f"{project}: missing {', '.join(missing)}; run the pipeline there first (rlhf run)")
+    require_pipeline_outputs(project)
     raw = yaml.safe_load((args.params or project / "params.yaml").read_text(encoding="utf-8")) or {}
     for item in args.set:
         override(raw, item)
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    records = [json.loads(line) for line in (project / "data/prepared/prompts.jsonl").open(encoding="utf-8")]
+    records = prompt_records(project)
     train_prompts = [r["prompt"] for r in records if r.get("split") == "train"]
     eval_prompts = select_eval_prompts(records, params.eval.n_heldout_prompts)
     tok = load_tokenizer(project / "models/base")
