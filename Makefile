@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-# The project's environment: telemetry off (tasks/environment.py sets the same defaults in-process).
+# The project's environment: telemetry off (rlhf_ops/environment.py sets the same defaults in-process).
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DO_NOT_TRACK = 1
 export MLFLOW_DISABLE_TELEMETRY = true
@@ -42,7 +42,7 @@ test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: venv
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	$(BIN)/python benchmarks/reward_model.py
 	$(BIN)/python benchmarks/ppo.py
 

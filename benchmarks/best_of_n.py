@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rlhf.evaluation.samples import sample, select_eval_prompts
     from rlhf.evaluation.text_metrics import distinct_n, mean_length
-    from rlhf.judge import load_judge
+    from rlhf.judge.loader import load_judge
     from rlhf.params import load_params
     from rlhf.reward.model import load_reward_model
     from rlhf.tokenizer import load_tokenizer

@@ -30,7 +30,8 @@ def base_model_dir(base_dir: str | Path, cache: str | Path, steps: int, lm_texts
     cached = Path(cache) / f"base-steps{steps}"
     if (cached / "config.json").is_file():
         return cached
-    from rlhf.models.base_lm import BaseConfig, bootstrap_base
+    from rlhf.models.base_lm import bootstrap_base
+    from rlhf.models.config import BaseConfig
 
     print(f"[bench] {given} not found: bootstrapping a base GPT-2 ({steps} LM steps) into {cached}", flush=True)
     t0 = time.perf_counter()

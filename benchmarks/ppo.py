@@ -149,7 +149,10 @@ def worker_ours(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from transformers import AutoModelForCausalLM
 
-    from rlhf.ppo import PPOConfig, PolicyWithValueHead, RewardModelScorer, train_ppo
+    from rlhf.ppo.config import PPOConfig
+    from rlhf.ppo.model import PolicyWithValueHead
+    from rlhf.ppo.rewards import RewardModelReward
+    from rlhf.ppo.trainer import train_ppo
     from rlhf.tokenizer import load_tokenizer
 
     tok = load_tokenizer(spec["base_dir"])
@@ -160,7 +163,7 @@ def worker_ours(spec: dict) -> dict:
                     score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0)
     policy = PolicyWithValueHead.from_pretrained(spec["base_dir"], seed=0)
     ref = AutoModelForCausalLM.from_pretrained(spec["base_dir"])
-    reward = RewardModelScorer.from_pretrained(spec["rm_dir"], tok, normalization="none")
+    reward = RewardModelReward.from_pretrained(spec["rm_dir"], tok, normalization="none")
     stamps, cpu, history = [time.perf_counter()], [cpu_seconds()], []
 
     def on_iteration(i, m):
@@ -261,19 +264,18 @@ def run_worker(python: str, kind: str, spec: dict, workdir: Path) -> dict:
 
 def evaluate_policy(policy_dir: str, rm_dir: Path, prompts: list[str], samples: int) -> float:
     """Mean RM score of ``samples`` completions per prompt, all scored as ``[BOS] + text + [EOS]``."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    from rlhf.ppo import RewardModelScorer, sample_completions
+    from rlhf.reward.model import load_reward_model
+    from rlhf.sampling import sample_completions
     from rlhf.tokenizer import load_tokenizer
 
     tok = load_tokenizer(policy_dir)
     lm = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
     completions = sample_completions(lm, tok, prompts, n=samples, max_new_tokens=16, seed=1234)
     texts = [p + c for p, row in zip(prompts, completions) for c in row]
-    scorer = RewardModelScorer.from_pretrained(rm_dir, tok, normalization="none")
-    scorer.shared_vocab = False  # score the texts, re-tokenised, whatever policy produced them
-    return float(scorer.raw_scores(torch.empty(0), torch.empty(0), texts).mean())
+    # the texts, re-tokenised, whatever policy produced them
+    return float(load_reward_model(rm_dir).score_texts(texts).mean())
 
 
 def main(argv: list[str] | None = None) -> dict:

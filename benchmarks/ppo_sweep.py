@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rlhf.config import from_dict
     from rlhf.evaluation.samples import evaluate_policy, select_eval_prompts
-    from rlhf.judge import load_judge
+    from rlhf.judge.loader import load_judge
     from rlhf.params import Params
     from rlhf.ppo.model import PolicyWithValueHead
     from rlhf.ppo.rewards import build_reward_fn

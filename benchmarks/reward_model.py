@@ -21,7 +21,7 @@ shared machine compare the two trainers' figures from the same run only.
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/reward_model.py --lists 200     # quick check
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/reward_model.py --threads 1 --ablations   # busy machine
 
-Needs ``trl`` and ``datasets`` (``pip install -e .[bench]``) unless ``--skip-trl``. Uses
+Uses ``trl`` and ``datasets`` (main dependencies) unless ``--skip-trl``. Uses
 ``models/base`` when it exists, else bootstraps a base GPT-2 with the project's ``base`` code
 (cached under the temp directory).
 """
@@ -47,8 +47,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from rlhf.reward import (RewardModelConfig, RewardScorer, evaluate_reward_model, load_reward_backbone,  # noqa: E402
-                         train_reward_model)
+from rlhf.reward.config import RewardModelConfig  # noqa: E402
+from rlhf.reward.evaluate import evaluate_reward_model  # noqa: E402
+from rlhf.reward.model import RewardScorer, load_reward_backbone  # noqa: E402
+from rlhf.reward.train import train_reward_model  # noqa: E402
 from rlhf.reward.train import encode_lists, score_batch  # noqa: E402
 from rlhf.reward.evaluate import prepare_lists  # noqa: E402
 

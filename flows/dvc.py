@@ -21,6 +21,17 @@ def stage_metrics_file(root: Path, stage: str) -> Path:
     return root / "metrics" / f"{stage}.json"
 
 
+def stage_items(root: Path, stage: str) -> list[str] | None:
+    """The items of a ``foreach`` stage (``train_policy``: its algorithms), ``None`` for a plain stage.
+
+    Such a stage writes ``metrics/<item>.json`` per item (``dvc repro <stage>`` runs them all).
+    """
+    data = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+    entry = (data.get("stages") or {}).get(stage) or {}
+    items = entry.get("foreach") if "do" in entry else None
+    return [str(i) for i in items] if isinstance(items, list) else None
+
+
 def status(root: Path, stage: str) -> dict:
     """``dvc status --json <stage>``: ``{}`` when the stage is up to date, else what changed."""
     proc = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", stage], cwd=root,
@@ -29,6 +40,17 @@ def status(root: Path, stage: str) -> dict:
         raise RuntimeError(f"dvc status {stage} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout}")
     out = proc.stdout.strip()
     return json.loads(out) if out else {}
+
+
+def checkout(root: Path, stage: str) -> bool:
+    """``dvc checkout --force <stage>``: the stage's outputs as ``dvc.lock`` records them, from the cache.
+
+    After a failed ``dvc repro``, which removed them before the stage's command ran. False when there
+    was nothing to restore (a first run: no lock entry, nothing cached).
+    """
+    proc = subprocess.run([sys.executable, "-m", "dvc", "checkout", "--force", stage], cwd=root,
+                          capture_output=True, text=True)
+    return proc.returncode == 0
 
 
 def repro(root: Path, stage: str, *, force: bool = False, echo: Callable[[str], None] | None = None,

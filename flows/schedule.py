@@ -11,15 +11,15 @@ would never fire):
 
 A scheduled run is an ordinary ``rlhf run``: DVC re-runs only the stages whose inputs changed
 (e.g. new human labels exported to ``data/labels/``), the others are reported as skipped.
+
+Prefect is imported inside the functions: importing this module changes nothing and starts nothing.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from tasks.environment import setup_environment
-
-ROOT = setup_environment()  # before Prefect is imported: PREFECT_HOME, telemetry off
+from rlhf_ops.environment import setup_environment
 
 FLOW_NAME = "rlhf-pipeline"  # the name of flows.pipeline.pipeline
 DEPLOYMENT_NAME = "scheduled"
@@ -104,13 +104,14 @@ def serve(cron: str, *, name: str = DEPLOYMENT_NAME, timezone: str = "UTC", para
     ``limit``: flow runs at a time (1: a run due while one is going waits for it; two pipelines
     must not write the same ``dvc.lock``). Stopping (Ctrl-C, SIGTERM) pauses the schedule.
     """
+    root = setup_environment()
     check_server()
     schedule = cron_schedule(cron, timezone)
     from flows.pipeline import pipeline
 
-    os.chdir(ROOT)  # the flow runs are started from here (they find dvc.yaml from their working directory)
+    os.chdir(root)  # the flow runs are started from here (they find dvc.yaml from their working directory)
     pipeline.serve(name=name, schedules=[schedule], parameters=parameters or {}, tags=["rlhf"], limit=limit,
-                   description=f"RLHF pipeline in {ROOT}, cron {cron!r} ({timezone})")
+                   description=f"RLHF pipeline in {root}, cron {cron!r} ({timezone})")
 
 
 def deploy(cron: str, *, pool: str, name: str = DEPLOYMENT_NAME, timezone: str = "UTC",
@@ -121,16 +122,17 @@ def deploy(cron: str, *, pool: str, name: str = DEPLOYMENT_NAME, timezone: str =
     started with this project's environment (``prefect worker start --pool <pool>``) runs it.
     Raises ``ValueError`` when the pool does not exist.
     """
+    root = setup_environment()
     check_server()
     schedule = cron_schedule(cron, timezone)
     from prefect import Flow
 
-    flow = Flow.from_source(source=str(ROOT), entrypoint=ENTRYPOINT)
+    flow = Flow.from_source(source=str(root), entrypoint=ENTRYPOINT)
     try:
         # concurrency_limit=1: a run that comes due while one is going waits (both would write dvc.lock).
         deployment_id = flow.deploy(name=name, work_pool_name=pool, schedules=[schedule], parameters=parameters or {},
                                     concurrency_limit=1, tags=["rlhf"],
-                                    description=f"RLHF pipeline in {ROOT}, cron {cron!r} ({timezone})",
+                                    description=f"RLHF pipeline in {root}, cron {cron!r} ({timezone})",
                                     build=False, push=False, print_next_steps=False, ignore_warnings=True)
     except ValueError as e:
         if "Could not find work pool" in str(e):

@@ -10,9 +10,12 @@ Pages: ``/`` (label), ``/dataset`` (labels, agreement, rejected submissions). AP
 - ``GET  /api/progress?annotator=NAME``    labels and skips today (server's local day), per annotator
 
 A refused request gets a 4xx ``{"error": reason, "detail": ...}`` and a row in the ``rejected``
-table (:mod:`labeler.validation` lists the reasons). Candidate generation runs in a one-thread
-pool, so a slow model never blocks the event loop, and the model (loaded lazily by the generator)
-is used by one sampling at a time. Every page is sent with a Content-Security-Policy that allows
+table (:mod:`labeler.validation` lists the reasons); a body over 64 kB or nested deeper than
+:data:`MAX_JSON_DEPTH` is refused before it is parsed. The app has no authentication: it answers
+only requests whose ``Host`` header names it (``LabelerConfig.allowed_hosts``, localhost names by
+default), so a web page the annotator visits cannot reach it through DNS rebinding. Candidate
+generation runs in a one-thread pool, so a slow model never blocks the event loop, and the model
+(loaded lazily by the generator) is used by one sampling at a time. Every page is sent with a Content-Security-Policy that allows
 only this server's own scripts and styles: even a missed escape could not run injected script.
 """
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Sequence
 from jinja2 import Environment, FileSystemLoader
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -43,6 +47,9 @@ from labeler.validation import Rejection, clean_annotator, clean_prompt, clean_s
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32  # the API's bodies nest 3 levels (an object holding tiers: a list of lists)
+#: Host names served when none are configured (``Host`` headers carry IPv6 literals in brackets).
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
@@ -58,12 +65,41 @@ class LabelerConfig:
     model_name: str = "custom"      # stored as the model when the generator has no ``model_name``
     model_version: str | None = None
     model_spec: str | None = None   # what --model said, shown before the model is loaded
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS  # Host header names answered ('*' = any: open to DNS rebinding)
 
     def __post_init__(self):
         if not 0.0 <= self.overlap <= 1.0:
             raise ValueError(f"overlap: got {self.overlap}; expected a share in 0..1")
         if self.max_prompt_chars < 1:
             raise ValueError(f"max_prompt_chars: got {self.max_prompt_chars}; expected at least 1")
+        self.allowed_hosts = host_patterns(self.allowed_hosts)
+
+
+def host_patterns(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as ``TrustedHostMiddleware`` patterns: lower case, IPv6 literals also in brackets.
+
+    A name is a host name, an IP address, ``*.domain`` or ``*`` (any); no port. ``ValueError``
+    names a bad one.
+    """
+    import ipaddress
+
+    out: list[str] = []
+    for raw in names:
+        name = str(raw).strip().lower()
+        if not name or "*" in name[1:] or (name.startswith("*") and name not in ("*",) and not name.startswith("*.")):
+            raise ValueError(f"allowed host {raw!r}: expected a host name or IP address (no port), '*.domain' or '*'")
+        bare = name.strip("[]")
+        if ":" in bare:
+            try:
+                ipaddress.IPv6Address(bare)
+            except ValueError:
+                raise ValueError(f"allowed host {raw!r}: give the name without a port") from None
+            out += [bare, f"[{bare}]"]  # Host headers write IPv6 literals in brackets
+        else:
+            out.append(name)
+    if not out:
+        raise ValueError("allowed_hosts: empty; no request could be answered")
+    return tuple(dict.fromkeys(out))
 
 
 class Labeler:
@@ -118,22 +154,57 @@ async def _refuse(app: Labeler, rejection: Rejection, endpoint: str, body: Any, 
     return _json_error(rejection)
 
 
-async def _body(request: Request) -> tuple[Any, bytes]:
-    """The JSON object of a request; raises ``Rejection("invalid_json")`` otherwise."""
+def json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of JSON text ``raw`` nest (brackets inside strings do not count).
+
+    A linear scan, so a hostile body is measured without the recursion ``json.loads`` would need.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+async def _raw_body(request: Request) -> bytes:
+    """The request's bytes; raises ``Rejection("invalid_json")`` past :data:`MAX_BODY_BYTES`."""
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise Rejection("invalid_json", f"request body over {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _parse_body(request: Request, raw: bytes) -> Any:
+    """The JSON object of a request; raises ``Rejection("invalid_json")`` otherwise."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise Rejection("invalid_json", "expected Content-Type: application/json")
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise Rejection("invalid_json", f"the body nests {depth} levels deep; at most {MAX_JSON_DEPTH}")
     try:
         body = json.loads(raw)
+    except RecursionError:  # not reached after the depth check; a refusal all the same
+        raise Rejection("invalid_json", f"the body nests too deep; at most {MAX_JSON_DEPTH} levels") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise Rejection("invalid_json", f"the body is not JSON: {e}") from None
     if not isinstance(body, dict):
         raise Rejection("invalid_json", "the body must be a JSON object")
-    return body, raw
+    return body
 
 
 def _api(endpoint: str):
@@ -144,7 +215,8 @@ def _api(endpoint: str):
             body: Any = None
             raw = b""
             try:
-                body, raw = await _body(request)
+                raw = await _raw_body(request)
+                body = _parse_body(request, raw)
                 return await handler(app, request, body)
             except Rejection as rejection:
                 return await _refuse(app, rejection, endpoint, body, raw)
@@ -303,5 +375,7 @@ def create_app(store: LabelStore, generator: CandidateGenerator, prompts: Sequen
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ], lifespan=lifespan)
     app.state.labeler = state
+    # A request naming another host gets a 400 before any route runs (the security headers wrap even that).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(state.config.allowed_hosts), www_redirect=False)
     app.add_middleware(SecurityHeaders)
     return app

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from tasks.environment import find_project_root
+from rlhf_ops.environment import find_project_root
 
 DEFAULT_DB = Path("data") / "labels.db"
 DEFAULT_PROMPTS = Path("data") / "prepared" / "prompts.jsonl"
@@ -49,6 +49,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes the app, "
                         "which has no authentication, to the network)")
+    p.add_argument("--allowed-host", action="append", metavar="NAME", default=[],
+                   help="a host name or IP address clients use in the URL (repeatable). The app answers only "
+                        "requests for localhost, 127.0.0.1, ::1 and --host (so other web pages cannot reach it by "
+                        "DNS rebinding); with --host 0.0.0.0 name every host clients will type")
     p.add_argument("--port", type=_positive(int, 1, 65535), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument("--db", help=db_help)
     p.add_argument("--model", default="auto",
@@ -100,11 +104,35 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=cmd_stats)
 
 
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The ``Host`` names the app answers: localhost names, ``--host`` (unless all interfaces), ``--allowed-host``."""
+    from labeler.app import LOCAL_HOSTS, host_patterns
+
+    names = [*LOCAL_HOSTS, *([] if args.host in ALL_INTERFACES else [args.host]), *args.allowed_host]
+    return list(host_patterns(names))
+
+
 def cmd_label(args: argparse.Namespace) -> int:
     """Start the app with uvicorn; returns when the server stops."""
     import uvicorn
 
     from labeler.app import LabelerConfig, create_app
+
+    if args.host in ALL_INTERFACES and not args.allowed_host:
+        print(f"error: --host {args.host or '(all)'} listens on every interface: name the host names or addresses "
+              "clients will open (e.g. --allowed-host labels.lan --allowed-host 192.168.1.5); the app answers only "
+              "requests for the names it is given (no authentication: this keeps other web pages out)",
+              file=sys.stderr)
+        return 2
+    try:
+        hosts = allowed_hosts(args)
+    except ValueError as e:
+        print(f"error: --allowed-host: {e}", file=sys.stderr)
+        return 2
+
     from labeler.generation import ModelGenerator, SamplingParams
     from labeler.prompts import load_prompt_pool
     from labeler.store import LabelStore
@@ -113,7 +141,7 @@ def cmd_label(args: argparse.Namespace) -> int:
     generator = ModelGenerator(args.model, root)
     try:
         resolved = generator.resolve()
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no such model, or a malformed registry: spec
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
@@ -126,14 +154,22 @@ def cmd_label(args: argparse.Namespace) -> int:
     sampling = SamplingParams(k=args.k, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                               max_new_tokens=args.max_new_tokens)
     config = LabelerConfig(sampling=sampling, max_prompt_chars=args.max_prompt_chars, overlap=args.overlap,
-                           model_name=resolved.name, model_version=resolved.version, model_spec=args.model)
+                           model_name=resolved.name, model_version=resolved.version, model_spec=args.model,
+                           allowed_hosts=tuple(hosts))
     app = create_app(store, generator, prompts, config)
     print(f"labels: {store.path}\nmodel: {resolved.name} @ {resolved.version} ({resolved.directory}; loaded on first "
           f"use)\nprompts: {where}")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this port can label (no authentication)",
               file=sys.stderr)
-    print(f"open http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/")
+    if "*" in hosts:
+        print("warning: --allowed-host '*': any Host header is answered; a web page can reach the app through DNS "
+              "rebinding", file=sys.stderr)
+    shown = args.host
+    if shown in ALL_INTERFACES:
+        shown = next((h for h in args.allowed_host if "*" not in h), "127.0.0.1")
+    print(f"open http://{f'[{shown}]' if ':' in shown else shown}:{args.port}/  (answers Host: "
+          f"{', '.join(h for h in hosts if not h.startswith('['))})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

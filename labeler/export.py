@@ -91,7 +91,10 @@ class ImportResult:
 
 
 def detect_format(path: Path) -> str:
-    """``ranklists`` when the first non-blank line is a JSON object, else ``published_tsv``."""
+    """``ranklists`` for a JSON-lines extension or when the first non-blank line is a JSON object, else
+    ``published_tsv`` (a bad first line of a ``.jsonl`` file is one rejected record, not another format)."""
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        return "ranklists"
     with path.open("rb") as f:
         for raw in f:
             line = raw.strip().removeprefix(b"\xef\xbb\xbf")

@@ -10,8 +10,9 @@ Model specs (``--model``):
 - ``auto`` (default): the registry's ``policy@champion`` when there is one, else ``models/policy``,
   else ``models/base``;
 - ``base`` / ``policy``: ``models/base`` / ``models/policy`` of the project;
-- ``registry:NAME@ALIAS`` or ``registry:NAME@VERSION`` (e.g. ``registry:policy@champion``,
-  ``registry:policy@3``): a version of the MLflow registry, downloaded once;
+- ``registry:NAME``, ``registry:NAME@ALIAS`` or ``registry:NAME@VERSION`` (e.g. ``registry:policy@champion``,
+  ``registry:policy@3``; :func:`rlhf_ops.registry.parse_spec`): a version of the MLflow registry,
+  downloaded once;
 - any other value: a directory written by ``save_pretrained``.
 """
 from __future__ import annotations
@@ -98,10 +99,13 @@ def _registry_exists() -> bool:
 
 
 def resolve_model(spec: str, root: Path) -> ResolvedModel:
-    """Turn a model spec (module docstring) into a local directory; ``FileNotFoundError`` naming it if none."""
+    """Turn a model spec (module docstring) into a local directory; ``FileNotFoundError`` naming it if none.
+
+    ``ValueError`` for a malformed ``registry:`` spec.
+    """
     if spec == "auto":
         if _registry_exists():
-            from tasks.registry import CHAMPION, POLICY, by_alias
+            from rlhf_ops.registry import CHAMPION, POLICY, by_alias
 
             if by_alias(POLICY, CHAMPION) is not None:
                 return resolve_model(f"registry:{POLICY}@{CHAMPION}", root)
@@ -111,21 +115,15 @@ def resolve_model(spec: str, root: Path) -> ResolvedModel:
         raise FileNotFoundError(f"--model auto: no registered policy champion and no models/policy or models/base "
                                 f"under {root}; run the pipeline first or pass --model DIR")
     if spec.startswith("registry:"):
-        from tasks import registry
+        from rlhf_ops import registry
 
-        name, _, ref = spec.removeprefix("registry:").partition("@")
-        ref = ref or registry.CHAMPION
-        if ref.isdigit():
-            found = next((v for v in registry.all_versions(name) if v.version == ref), None)
-        else:
-            found = registry.by_alias(name, ref)
-        if found is None:
-            raise FileNotFoundError(f"--model {spec}: the MLflow registry has no {name!r} version {ref!r}")
-        return ResolvedModel(registry.download(found), f"registry:{name}", found.version)
+        found = registry.resolve_spec(spec)  # ValueError (malformed) or FileNotFoundError (no such version)
+        return ResolvedModel(registry.download(found), f"registry:{found.name}", found.version)
     directory = project_path(root, f"models/{spec}" if spec in ("base", "policy") else spec)
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"--model {spec}: {directory} is not a model directory (no config.json); expected "
-                                "'auto', 'base', 'policy', 'registry:NAME@ALIAS' or a save_pretrained directory")
+                                "'auto', 'base', 'policy', 'registry:NAME@ALIAS', 'registry:NAME@VERSION' or a "
+                                "save_pretrained directory")
     shown = str(directory.relative_to(root)) if directory.is_relative_to(root) else str(directory)
     return ResolvedModel(directory, shown, dir_hash(directory)[:12])
 
@@ -134,7 +132,7 @@ class ModelGenerator:
     """A :data:`CandidateGenerator` backed by a causal LM, loaded on the first call.
 
     ``model_name`` and ``model_version`` say what generated the candidates (``None`` until loaded).
-    Calls are serialised by a lock: sampling seeds torch's global generator. ``threads``: torch CPU
+    Calls are serialised by a lock: sampling reseeds (a fork of) torch's global generator. ``threads``: torch CPU
     threads (0: leave torch's default).
     """
 
@@ -174,23 +172,17 @@ class ModelGenerator:
         self.model_name, self.model_version = resolved.name, resolved.version
 
     def __call__(self, prompt: str, sampling: SamplingParams) -> list[str]:
-        """``sampling.k`` texts ``prompt + completion`` (one batched ``generate`` call)."""
-        import torch
+        """``sampling.k`` texts ``prompt + completion`` from the pipeline's one sampler (PPO's).
 
-        from rlhf.tokenizer import decode, encode
+        ``ValueError`` naming both numbers when the prompt's tokens plus ``max_new_tokens`` do not
+        fit the model's positions.
+        """
+        from rlhf.sampling import sample_completions
 
         with self._lock:
             self._load()
-            model, tok = self._model, self._tok
-            ids = torch.tensor([encode(tok, prompt, eos=False)])  # (1, prompt_len)
-            limit = getattr(model.config, "n_positions", None)
-            if limit is not None and ids.size(1) + sampling.max_new_tokens > limit:
-                raise ValueError(f"prompt of {ids.size(1)} tokens + max_new_tokens={sampling.max_new_tokens} exceeds the "
-                                 f"model's {limit} positions; type a shorter prompt")
-            torch.manual_seed(sampling.seed)
-            with torch.inference_mode():
-                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                     temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
-                                     max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.k,
-                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # (k, seq)
-        return [prompt + decode(tok, row[ids.size(1):]) for row in out.tolist()]
+            completions = sample_completions(self._model, self._tok, [prompt], n=sampling.k,
+                                             max_new_tokens=sampling.max_new_tokens, seed=sampling.seed,
+                                             temperature=sampling.temperature, top_k=sampling.top_k,
+                                             top_p=sampling.top_p)[0]
+        return [prompt + c for c in completions]

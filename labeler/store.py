@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from rlhf.data.ranklist import RankList, check_tiers as check_ranklist_tiers
+from rlhf.data.ranklist import RankList, check_tiers
 
-from labeler.validation import Rejection, check_tiers
+from labeler.validation import Rejection, clean_tiers
 
 SCHEMA_VERSION = 1
 #: Sampling parameters stored with every task and label.
@@ -288,11 +288,11 @@ class LabelStore:
         """Store ``annotator``'s ranking of an open task: ``tiers`` of candidate indices, best first.
 
         Raises :class:`~labeler.validation.Rejection` (unknown task, another annotator's task, a
-        closed task, or tiers that fail :func:`~labeler.validation.check_tiers`).
+        closed task, or tiers that fail :func:`~labeler.validation.clean_tiers`).
         """
         with self._write() as conn:
             task = self._open_task(conn, task_id, annotator)
-            indices = check_tiers(tiers, len(task.candidates))
+            indices = clean_tiers(tiers, task.candidates)
             placed = {index: tier for tier, members in enumerate(indices) for index in members}
             label_tiers = [[task.candidates[i] for i in sorted(members)] for members in indices]
             label = self._insert_label(conn, prompt=task.prompt, placed=[(i, placed[i], text) for i, text in
@@ -345,7 +345,7 @@ class LabelStore:
         with self._write() as conn:
             for rank_list in lists:
                 tiers = [list(t) for t in rank_list.tiers]
-                check_ranklist_tiers(tiers)
+                check_tiers(tiers)
                 stored = self._labels(conn, "WHERE l.uid = ?", [rank_list.id])
                 if stored:
                     same = stored[0].prompt == rank_list.prompt and \
@@ -407,11 +407,6 @@ class LabelStore:
         where, params = ("WHERE l.status = ?", [status]) if status is not None else ("", [])
         with self._connect() as conn:
             return self._labels(conn, where, params, "DESC" if newest_first else "ASC", limit)
-
-    def label_by_uid(self, uid: str) -> Label | None:
-        with self._connect() as conn:
-            found = self._labels(conn, "WHERE l.uid = ?", [uid])
-        return found[0] if found else None
 
     def prompt_counts(self) -> dict[str, int]:
         """Accepted labels per prompt."""

@@ -7,9 +7,11 @@ of indices; indices in one tier are tied.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from rlhf.data.clean import normalize_text
+from rlhf.data.errors import InvalidRecord
+from rlhf.data.ranklist import check_tiers
 
 #: Every reason a request can be rejected for, and its HTTP status.
 REJECT_STATUS: dict[str, int] = {
@@ -23,8 +25,8 @@ REJECT_STATUS: dict[str, int] = {
     "unknown_candidate": 422,    # an index the task does not have
     "duplicate_candidate": 422,  # a candidate twice: in two tiers, or twice in one
     "missing_candidates": 422,   # a candidate of the task left unranked
-    "empty_tier": 422,           # a tier without a candidate
-    "single_tier": 422,          # every candidate tied: nothing to learn from
+    "empty_tier": 422,           # a tier without a candidate (rlhf.data.ranklist.check_tiers)
+    "single_tier": 422,          # every candidate tied: nothing to learn from (the same check)
     "unknown_task": 404,         # no such task id
     "task_not_yours": 403,       # a task served to another annotator
     "task_closed": 409,          # a task already submitted or skipped
@@ -82,12 +84,15 @@ def clean_seed(raw: Any) -> int | None:
     return raw
 
 
-def check_tiers(raw: Any, n_candidates: int) -> list[list[int]]:
-    """Validate a ranking of candidates ``0..n_candidates-1``: every one exactly once, at least two tiers.
+def clean_tiers(raw: Any, candidates: Sequence[str]) -> list[list[int]]:
+    """Validate a ranking of the task's ``candidates`` by index: every one exactly once, at least two tiers.
 
     Returns the tiers as lists of ints (best first). Checks, in order: shape, unknown index,
-    duplicate, empty tier, missing candidates, a single tier.
+    duplicate, missing candidates; then the ranked texts go through
+    :func:`rlhf.data.ranklist.check_tiers`, the check ``prepare`` applies to the exported lists
+    (an empty tier, every candidate in one tier), with its reason codes.
     """
+    n_candidates = len(candidates)
     if not (isinstance(raw, list) and all(isinstance(t, list) for t in raw)
             and all(isinstance(c, int) and not isinstance(c, bool) for t in raw for c in t)):
         raise Rejection("malformed_tiers", "tiers must be a list of tiers (best first), each a list of candidate "
@@ -102,14 +107,12 @@ def check_tiers(raw: Any, n_candidates: int) -> list[list[int]]:
                 raise Rejection("duplicate_candidate", f"candidate {c} is ranked twice (a candidate belongs to "
                                                        "exactly one tier; put tied candidates in the same tier)")
             seen.add(c)
-    for i, tier in enumerate(raw):
-        if not tier:
-            raise Rejection("empty_tier", f"tier {i + 1} is empty; drop empty tiers")
     missing = sorted(set(range(n_candidates)) - seen)
     if missing:
         raise Rejection("missing_candidates", f"candidates {missing} are not ranked; rank every candidate "
                                               "(or skip the task)")
-    if len(raw) < 2:
-        raise Rejection("single_tier", "all candidates are tied in one tier: nothing to compare (skip the task "
-                                       "instead)")
+    try:  # a task's candidates are distinct, non-empty texts: only empty_tier and single_tier can fail here
+        check_tiers([[candidates[c] for c in tier] for tier in raw])
+    except InvalidRecord as err:
+        raise Rejection(err.reason, err.detail) from None
     return [list(t) for t in raw]

@@ -1,7 +1,8 @@
 """Typed configuration: ``params.yaml`` sections loaded into dataclasses, validated strictly.
 
-Every stage reads the section named after itself. A config class is a plain dataclass whose
-fields carry a ``help`` text and, where it matters, bounds or choices in ``field(metadata=...)``::
+Each section configures one step of the pipeline (``rlhf/params.py`` assembles them; ``dvc.yaml``
+lists the keys each stage reads). A config class is a plain dataclass whose fields carry a
+``help`` text and, where it matters, bounds or choices in ``field(metadata=...)``::
 
     @dataclass
     class BaseConfig:
@@ -168,15 +169,31 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class ParamsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (``true``/``false`` only), as DVC reads ``params.yaml``.
+
+    ``dvc exp run -S key=value`` rewrites ``params.yaml`` with ruamel.yaml (YAML 1.2), which writes the
+    string ``'no'`` (``compute.mixed_precision``) without quotes; YAML 1.1 would read that back as
+    ``False`` and every stage would refuse the file.
+    """
+
+
+ParamsLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+ParamsLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a params file; a YAML error names the file and line."""
+    """Read a params file (YAML 1.2 booleans: :class:`ParamsLoader`); a YAML error names the file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: params file not found") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=ParamsLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

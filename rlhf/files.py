@@ -1,8 +1,17 @@
-"""File helpers shared by stages, the registry and the labelling app."""
+"""File hashes shared by stages, the registry, data lineage and the labelling app (the one place for md5s)."""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
+
+def file_md5(path: str | Path) -> str:
+    """md5 of a file's bytes, read in 1 MiB blocks (the value ``dvc.lock`` records for a file)."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def dir_hash(path: str | Path) -> str:

@@ -1,13 +1,15 @@
-"""``params.yaml``: one section per stage, loaded into typed, validated config objects."""
+"""``params.yaml``: one section per step of the pipeline, loaded into typed, validated config objects."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from rlhf.config import from_dict, param, read_yaml
+from rlhf.algorithms.config import DPOConfig, GRPOConfig, PolicyConfig, RLOOConfig
+from rlhf.compute import ComputeConfig
+from rlhf.config import ConfigError, from_dict, param, read_yaml
 from rlhf.data.config import DataConfig
-from rlhf.evaluation.samples import EvalConfig
-from rlhf.models.base_lm import BaseConfig
+from rlhf.evaluation.config import EvalConfig
+from rlhf.models.config import BaseConfig
 from rlhf.ppo.config import PPOConfig
 from rlhf.reward.config import RewardModelConfig
 
@@ -22,15 +24,38 @@ class Params:
     reward_model: RewardModelConfig = param(None, "train_reward_model stage: backbone, rank loss, training",
                                             factory=RewardModelConfig)
     ppo: PPOConfig = param(None, "ppo stage: rollouts, KL penalty, losses, checkpoints", factory=PPOConfig)
+    policy: PolicyConfig = param(None, "which algorithms train a policy (ppo by default; grpo, rloo, dpo through TRL)",
+                                 factory=PolicyConfig)
+    grpo: GRPOConfig = param(None, "GRPO through TRL: groups of completions per prompt, reward, KL beta",
+                             factory=GRPOConfig)
+    rloo: RLOOConfig = param(None, "RLOO through TRL: leave-one-out baseline over each prompt's completions",
+                             factory=RLOOConfig)
+    dpo: DPOConfig = param(None, "DPO through TRL: preference pairs from rank lists with prompts or sampled and "
+                           "ranked", factory=DPOConfig)
     eval: EvalConfig = param(None, "evaluate_samples stage: sampling, judge, promotion gate", factory=EvalConfig)
+    compute: ComputeConfig = param(None, "every stage: device, data-parallel processes and precision of the "
+                                   "training stages (base, train_reward_model, ppo)", factory=ComputeConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``path``; a bad key, type or value raises ``ConfigError`` naming it."""
-    return from_dict(Params, read_yaml(path))
+    """Read and validate ``path``; a bad key, type or value raises ``ConfigError`` naming it.
+
+    An unknown top-level key (``ppoo:`` for ``ppo:``) is an error too: no stage reads it, so
+    nothing else would ever notice the typo.
+    """
+    data = read_yaml(path)
+    accepted = [f.name for f in fields(Params)]
+    unknown = [key for key in data if key not in accepted]
+    if unknown:
+        raise ConfigError(f"unknown top-level key {unknown[0]!s}; accepted top-level keys: {', '.join(accepted)} "
+                          "(each stage's settings go in its section, e.g. ppo.lr)")
+    return from_dict(Params, data)
 
 
-HEADER = ("# Pipeline parameters: one section per stage (the stage reads the section named after it).\n"
+HEADER = ("# Pipeline parameters: `seed`, read by every stage, and one section per step of the pipeline: `data`\n"
+          "# read by prepare, `base` by base, `reward_model` by train_reward_model, `ppo` by ppo, `eval` by\n"
+          "# evaluate_samples, `compute` (device, processes, precision) by every stage; base and\n"
+          "# evaluate_reward_model also read data.published_prompts, ppo eval.judge (dvc.yaml lists them).\n"
           "# Generated from the typed configs (rlhf/*/config.py): `python -m rlhf.params > params.yaml`.\n"
           "# Every key is validated on load; `python -m rlhf.params --complete FILE` adds keys a newer version has.\n\n")
 

@@ -2,9 +2,16 @@
 
 Convention used in LM pretraining, reward modelling, PPO and evaluation alike:
 
-* a sequence is ``[BOS] + chars + [EOS]``; ``[BOS]`` is the tokenizer's ``bos_token`` (``[CLS]``
+* a sequence is ``[BOS] + text + [EOS]``; ``[BOS]`` is the tokenizer's ``bos_token`` (``[CLS]``
   for ours and for GPT-2 Chinese checkpoints), ``[EOS]`` its ``eos_token`` (``[SEP]``);
-* prompts are ``[BOS] + chars`` (no EOS), so a completion continues them;
+* a tokenizer without a BOS (Qwen2, byte-level BPE tokenizers trained with ``tokenizers``) starts
+  every sequence with its EOS instead (:func:`start_ids`): GPT-2 and Qwen2 separate documents with
+  ``<|endoftext|>``, so what follows it is what such a model saw at a document's start, and an
+  empty prompt is still one token the model can continue;
+* prompts are ``[BOS] + text`` (no EOS), so a completion continues them;
+* a tokenizer without a pad token pads with its EOS (:func:`ensure_special_tokens`); our code tells
+  padding apart by the attention mask, never by comparing ids with the pad id (transformers'
+  causal-LM sequence classifiers do, to find the last token: ``rlhf/reward/model.py``);
 * ``token_type_ids`` are never passed to a GPT-2 (it would add them to the word embeddings).
 """
 from __future__ import annotations
@@ -73,10 +80,20 @@ def ensure_special_tokens(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBa
     return tok
 
 
+def start_ids(tok: PreTrainedTokenizerBase) -> list[int]:
+    """The ids every sequence starts with: ``[BOS]``, or the EOS for a tokenizer without BOS (see the module doc).
+
+    ``[]`` only for a tokenizer with neither (then a text is its own start).
+    """
+    if tok.bos_token_id is not None:
+        return [tok.bos_token_id]
+    return [tok.eos_token_id] if tok.eos_token_id is not None else []
+
+
 def encode(tok: PreTrainedTokenizerBase, text: str, *, eos: bool = True, max_length: int | None = None) -> list[int]:
     """Ids of ``[BOS] + text (+ [EOS])``, truncated to ``max_length`` tokens keeping BOS and EOS."""
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    head = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    head = start_ids(tok)
     tail = [tok.eos_token_id] if eos else []
     if max_length is not None:
         room = max_length - len(head) - len(tail)
@@ -90,7 +107,7 @@ def encode_batch(tok: PreTrainedTokenizerBase, texts: Sequence[str], *, eos: boo
                  max_length: int | None = None) -> list[list[int]]:
     """:func:`encode` for many texts (one fast-tokenizer call)."""
     out = tok(list(texts), add_special_tokens=False)["input_ids"]
-    head = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    head = start_ids(tok)
     tail = [tok.eos_token_id] if eos else []
     room = None if max_length is None else max_length - len(head) - len(tail)
     return [head + (ids if room is None else ids[:room]) + tail for ids in out]

@@ -5,20 +5,30 @@ import argparse
 import sys
 from typing import Sequence
 
-from tasks.environment import setup_environment
+from rlhf_ops.environment import setup_environment
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the pipeline flow (Prefect) over the DVC stages; print the summary."""
+    from rlhf_ops.environment import find_project_root
+    from rlhf_ops.preflight import preflight
+
+    # Before DVC can remove any output: params, --stage, inputs, tracking server, Prefect API, a copied store.
+    # An unknown top-level params key would otherwise pass unnoticed (DVC finds every stage up to date).
+    problems = preflight(find_project_root(), args.stage)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+
     from flows.pipeline import pipeline
     from rlhf_cli.render import print_run_summary
 
-    try:
-        summary = pipeline(stages=args.stage or None, force=args.force, retries=args.retries)
-    except Exception as e:  # the flow already logged the traceback; end with the reason
-        print(f"\nerror: pipeline failed: {e}", file=sys.stderr)
+    state = pipeline(stages=args.stage or None, force=args.force, retries=args.retries, return_state=True)
+    if not state.is_completed():  # a failed stage printed its error; the run ends with it, in one line
+        print(f"\nerror: pipeline failed: {state.message}", file=sys.stderr)
         return 1
-    print_run_summary(summary)
+    print_run_summary(state.result())
     return 0
 
 

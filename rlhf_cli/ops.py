@@ -10,6 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 MODEL_NAMES = ("reward-model", "policy")
+METRIC_NOTES = {
+    "reward-model": "baseline: a linear TF-IDF character n-gram model fit on the same train split and scored on the same "
+                    "test lists (metrics/evaluate_reward_model.json: baseline, robustness)",
+    "policy": "yardstick: per-character perplexity of the tuned samples under a character n-gram LM of real test "
+              "reviews, and its ratio to that of real reviews of the same lengths (~1 reads like a review)",
+}
 
 
 # --- schedule ------------------------------------------------------------------------------------
@@ -64,43 +70,63 @@ def _diff_cell(diff: dict[str, dict], is_champion: bool, limit: int) -> str:
 
 
 def render_comparison(summary: dict, console: Console, *, param_limit: int = 6) -> None:
-    """The versions of one registered model as a rich table, newest first."""
-    from tasks.compare import METRICS
+    """The versions of one registered model, newest first: one table, or one card a version when narrow.
+
+    The table (a row a version, a column a field) is used when its natural width fits the
+    console; otherwise (an 80-column terminal) each version is a two-column card of field and value,
+    so no cell is cut to a few characters.
+    """
+    from rich.measure import Measurement
+
+    from rlhf_ops.compare import METRICS
 
     name = summary["name"]
-    table = Table(title=f"{name}: {len(summary['versions'])} version(s), champion "
-                        f"{'v' + summary['champion'] if summary['champion'] else 'none'}",
-                  title_justify="left", show_lines=True)
-    table.add_column("version", justify="right")
-    table.add_column("aliases")
-    for _key, label in METRICS[name]:
-        table.add_column(label, justify="right")
-    table.add_column("params ≠ champion")
-    table.add_column("data")
-    table.add_column("eval data")
-    table.add_column("git commit")
-    table.add_column("run")
+    title = (f"{name}: {len(summary['versions'])} version(s), champion "
+             f"{'v' + summary['champion'] if summary['champion'] else 'none'}")
+    metric_labels = [label for _key, label in METRICS[name]]
+    policy = any(v.get("algorithm") for v in summary["versions"])  # the policy's versions carry an algorithm
+    labels = ["version", "aliases", *(["algorithm"] if policy else []), *metric_labels, "params ≠ champion", "data",
+              "eval data", "git commit", "run"]
+    rows: list[tuple[list[str], str]] = []
     for v in summary["versions"]:
         is_champion = "champion" in v["aliases"]
-        style = "bold green" if is_champion else ""
         commit = _short(v["git_commit"]) + ("*" if v["git_dirty"] else "")
         run = _short(v["run_id"]) + (f"\n[dim]train {_short(v['training_run_id'])}[/dim]"
                                      if v["training_run_id"] and v["training_run_id"] != v["run_id"] else "")
-        table.add_row(f"v{v['version']}", ", ".join(v["aliases"]) or "-",
+        rows.append(([f"v{v['version']}", ", ".join(v["aliases"]) or "-",
+                      *([v.get("algorithm") or "-"] if policy else []),
                       *[_num(v["metrics"].get(key)) for key, _ in METRICS[name]],
                       _diff_cell(v["params_diff"], is_champion, param_limit),
                       _short(v["data_hash"]) + (f"\n[dim]exp {v['dvc_exp_name']}[/dim]" if v["dvc_exp_name"] else ""),
-                      _short(v["eval_data_hash"]), commit, run, style=style)
-    console.print(table)
+                      _short(v["eval_data_hash"]), commit, run], "bold green" if is_champion else ""))
+
+    table = Table(title=title, title_justify="left", show_lines=True)
+    for label in labels:
+        table.add_column(label, justify="right" if label == "version" or label in metric_labels else "left")
+    for cells, style in rows:
+        table.add_row(*cells, style=style)
+    if Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width:
+        console.print(table)
+    else:  # narrow terminal: a card a version, values folded rather than cut
+        console.print(title)
+        for cells, style in rows:
+            card = Table(title=cells[0], title_justify="left", title_style=style or None, show_header=False,
+                         show_lines=False, style=style)
+            card.add_column("field", style="dim", no_wrap=True)
+            card.add_column("value", overflow="fold")
+            for label, cell in zip(labels[1:], cells[1:]):
+                card.add_row(label, cell)
+            console.print(card)
     console.print("[dim]data: hash of the training run's data and model inputs (dvc.lock md5s, `--json` lists them); "
                   "eval data: md5 of the evaluation set; * = uncommitted changes[/dim]")
+    console.print(f"[dim]{METRIC_NOTES[name]}[/dim]")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print every version of a registered model: aliases, metrics, params vs champion, lineage."""
     import os
 
-    from tasks.compare import summarize
+    from rlhf_ops.compare import summarize
 
     summary = summarize(args.name)
     if args.json:
@@ -117,7 +143,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # --- promote -------------------------------------------------------------------------------------
 def cmd_promote(args: argparse.Namespace) -> int:
     """Move the ``champion`` alias to a version by hand (the previous champion is recorded)."""
-    from tasks import registry
+    from rlhf_ops import registry
 
     version = str(args.version).lstrip("v")
     versions = [v.version for v in registry.all_versions(args.name)]

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flows.summary import headline
+from flows.summary import headline, killed_runs_note
 
 
 def _stage_metrics(summary: dict, stage: str) -> dict:
@@ -30,6 +30,7 @@ def outcome_rows(summary: dict) -> list[tuple[str, str]]:
     if rm:
         rows.append(("reward model: test pairwise accuracy", f"{_num(rm.get('pairwise_accuracy'))} "
                      f"(exact order {_num(rm.get('exact_order_accuracy'))})"))
+        rows += baseline_rows(rm)
     if ev:
         rows += [
             ("judge mean, base -> tuned", f"{_num(base.get('judge_score'))} -> {_num(tuned.get('judge_score'))}"),
@@ -39,13 +40,48 @@ def outcome_rows(summary: dict) -> list[tuple[str, str]]:
             ("distinct-2, base -> tuned", f"{_num(base.get('distinct_2'))} -> {_num(tuned.get('distinct_2'))}"),
             ("win rate of tuned over base", _num(ev.get("win_rate"))),
         ]
+        algorithms = ev.get("algorithms") or {}
+        if len(algorithms) > 1 or set(algorithms) - {"ppo"}:
+            rows.append(("judge mean / KL / distinct-2 by algorithm", "; ".join(
+                f"{name} {_num((m.get('tuned') or {}).get('judge_score'))} / {_num(m.get('kl'), '.2f')} / "
+                f"{_num((m.get('tuned') or {}).get('distinct_2'))} ({(m.get('promotion') or {}).get('decision', '-')})"
+                for name, m in algorithms.items())))
+        rows += yardstick_rows(ev.get("yardstick") or {})
     return rows
+
+
+def baseline_rows(rm: dict) -> list[tuple[str, str]]:
+    """The linear baseline next to the reward model, and both on the robustness set (evaluate_reward_model)."""
+    base = rm.get("baseline") or {}
+    if not base:
+        return []
+    gap = (rm.get("vs_baseline") or {}).get("pairwise_accuracy")
+    rows = [(f"linear baseline ({base.get('kind', '?')}): test pairwise accuracy",
+             f"{_num(base.get('pairwise_accuracy'))} (exact order {_num(base.get('exact_order_accuracy'))}); "
+             f"reward model {'-' if gap is None else format(gap, '+.3f')} over it")]
+    robustness = rm.get("robustness") or {}
+    if robustness:
+        cells = [f"{name} {_num(r.get('model', {}).get('pairwise_accuracy'))}/"
+                 f"{_num(r.get('baseline', {}).get('pairwise_accuracy'))}" for name, r in robustness.items()]
+        rows.append(("robustness: pairwise accuracy, reward model / baseline", ", ".join(cells)))
+    return rows
+
+
+def yardstick_rows(yardstick: dict) -> list[tuple[str, str]]:
+    """Per-character perplexity under the real-review character n-gram LM (evaluate_samples)."""
+    base, tuned = yardstick.get("base") or {}, yardstick.get("tuned") or {}
+    if not tuned:
+        return []
+    return [(f"fluency yardstick: char {yardstick.get('order', '?')}-gram perplexity, base -> tuned",
+             f"{_num(base.get('perplexity'), '.1f')} -> {_num(tuned.get('perplexity'), '.1f')} (real reviews "
+             f"{_num(tuned.get('real_perplexity'), '.1f')}; ratio {_num(base.get('ratio'), '.2f')} -> "
+             f"{_num(tuned.get('ratio'), '.2f')})")]
 
 
 def champion_rows() -> list[tuple[str, str]]:
     """Which registry versions are champions now (empty when the registry cannot be read)."""
     try:
-        from tasks import registry
+        from rlhf_ops import registry
     except Exception:  # tracking extras missing: nothing to show
         return []
     rows = []
@@ -79,6 +115,9 @@ def print_run_summary(summary: dict, console: Console | None = None, *, registry
         for what, value in rows:
             outcome.add_row(what, value)
         console.print(outcome)
+    note = killed_runs_note(summary)
+    if note:
+        console.print(note)
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     console.print(f"MLflow parent run [bold]{summary['parent_run_id']}[/bold]")
     console.print("Where to look:")

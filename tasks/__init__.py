@@ -1,4 +1,5 @@
 """Pipeline stages: one module per DVC stage, ``run(params) -> metrics`` + ``python -m tasks.<stage>``.
 
-Stages import the ``rlhf`` library and MLflow (through :mod:`tasks.tracking`), never Prefect.
+Only the stages and what they share (:mod:`tasks.stage`). Stages import the ``rlhf`` library and
+:mod:`rlhf_ops` (tracking, registry, plots), never Prefect.
 """

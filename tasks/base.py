@@ -21,15 +21,16 @@ def _read_lines(path: Path) -> list[str]:
 
 def run(params: Params, root: Path = Path(".")) -> dict:
     """Build or load the base LM, save it to ``models/base/``; return dev perplexity and timings."""
-    import torch
-
+    from rlhf.compute import resolve_device, stage_accelerator
+    from rlhf.distributed import is_main
     from rlhf.models import base_lm
+    from rlhf.sampling import sample_completions
     from rlhf.seed import seed_everything
-    from tasks import tracking
+    from rlhf_ops import tracking
 
     cfg = params.base
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    accelerator = stage_accelerator(params.compute, STAGE) if cfg.bootstrap else None
+    main = is_main(accelerator)
     seed_everything(params.seed)
     train_texts = _read_lines(root / LM_DIR / "train.txt")
     dev_texts = _read_lines(root / LM_DIR / "dev.txt")
@@ -45,12 +46,21 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         step_logger(step, m)
 
     if cfg.bootstrap:
-        model, tok, summary = base_lm.bootstrap_base(cfg, train_texts, seed=params.seed, on_step=on_step)
+        model, tok, summary = base_lm.bootstrap_base(cfg, train_texts, seed=params.seed,
+                                                     on_step=on_step if main else None, accelerator=accelerator,
+                                                     micro_batches=params.compute.gradient_accumulation_steps)
+        if not main:
+            return {}
         step_logger.flush()
     else:
         model, tok = base_lm.load_causal_lm(cfg.model)
+        if not main:  # a loaded model needs no training: the other workers have nothing to do
+            return {}
         summary = {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tok)}
-    max_length = min(cfg.max_length, getattr(model.config, "n_positions", cfg.max_length))
+        model.to(resolve_device(params.compute.device))
+    from rlhf.models.positions import max_positions
+
+    max_length = min(cfg.max_length, max_positions(model) or cfg.max_length)  # n_positions or max_position_embeddings
     summary["dev_perplexity"] = base_lm.perplexity(model, tok, dev_texts, max_length=max_length,
                                                    batch_size=cfg.eval_batch_size)
 
@@ -64,8 +74,9 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         writer = csv.writer(f)
         writer.writerow(["step", "loss"])
         writer.writerows((s, f"{v:.5f}") for s, v in curve)
-    samples = base_lm.sample_texts(model, tok, base_lm.PUBLISHED_PROMPTS, max_new_tokens=cfg.sample_new_tokens,
-                                   seed=params.seed, num_return_sequences=2)
+    prompts = params.data.published_prompts
+    completions = sample_completions(model, tok, prompts, n=2, max_new_tokens=cfg.sample_new_tokens, seed=params.seed)
+    samples = [p + c for p, cs in zip(prompts, completions) for c in cs]
     lines = ["# Samples from the base model", "", f"`base.model: {cfg.model}`, seed {params.seed}, "
              f"{cfg.sample_new_tokens} new tokens, top_k=0, top_p=1", ""]
     lines += [f"- {s}" for s in samples]

@@ -14,7 +14,7 @@ OUT_DIR = Path("data/prepared")
 def run(params: Params, root: Path = Path(".")) -> dict:
     """Validate, clean and split the input; write ``data/prepared/``; return counts and rejects."""
     from rlhf.data.prepare import prepare_data
-    from tasks import tracking
+    from rlhf_ops import tracking
 
     out_dir = root / OUT_DIR
     metrics = prepare_data(params.data, out_dir, seed=params.seed, project_root=root)

@@ -20,13 +20,17 @@ def run(params: Params, root: Path = Path(".")) -> dict:
 
     import torch
 
-    from rlhf.data import read_ranklists
+    from rlhf.compute import stage_accelerator
+    from rlhf.data.ranklist import read_ranklists
+    from rlhf.distributed import is_main
     from rlhf.reward.model import load_reward_backbone
     from rlhf.reward.train import train_reward_model
-    from tasks import tracking
-    from tasks.plots import write_csv
+    from rlhf_ops import tracking
+    from rlhf_ops.plots import write_csv
 
     cfg = params.reward_model
+    accelerator = stage_accelerator(params.compute, STAGE)
+    main = is_main(accelerator)
     train = read_ranklists(root / RANKLISTS / "train.jsonl")
     dev = read_ranklists(root / RANKLISTS / "dev.jsonl", allow_empty=True)
     torch.manual_seed(params.seed)  # the new score head
@@ -41,9 +45,13 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         step_logger(step, metrics)
 
     model_dir = root / MODEL_DIR
-    if model_dir.exists():
+    if model_dir.exists() and main:
         shutil.rmtree(model_dir)
-    summary = train_reward_model(cfg, model, tok, train, dev, model_dir, seed=params.seed, on_step=on_step)
+    summary = train_reward_model(cfg, model, tok, train, dev, model_dir, seed=params.seed,
+                                 on_step=on_step if main else None, accelerator=accelerator,
+                                 micro_batches=params.compute.gradient_accumulation_steps)
+    if not main:
+        return {}
     step_logger.flush()
     history = summary.pop("eval_history")
     report = root / REPORT_DIR

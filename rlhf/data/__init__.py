@@ -2,9 +2,9 @@
 
 The public pieces other stages reuse::
 
-    from rlhf.data import RankList, read_ranklists, write_ranklists, read_published_tsv, DataError
-"""
-from rlhf.data.errors import DataError, RejectCounter
-from rlhf.data.ranklist import RankList, read_published_tsv, read_ranklists, write_ranklists
+    from rlhf.data.ranklist import RankList, read_ranklists, write_ranklists, read_published_tsv
+    from rlhf.data.errors import DataError, RejectCounter
 
-__all__ = ["DataError", "RankList", "RejectCounter", "read_published_tsv", "read_ranklists", "write_ranklists"]
+The package re-exports nothing, so importing one module (the params loader imports the config)
+does not import the others.
+"""

@@ -26,6 +26,8 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 
 ON_ERROR_CHOICES = ("raise", "skip")
+#: What the ``prepare`` stage's errors add: the setting that turns raising into counting.
+ON_ERROR_HINT = "set data.on_error: skip to skip and count such records"
 
 
 class DataError(ValueError):
@@ -56,12 +58,17 @@ def shorten(text: str, limit: int = 40) -> str:
 
 
 class RejectCounter:
-    """Raise on bad records (``on_error="raise"``) or count them by reason (``"skip"``)."""
+    """Raise on bad records (``on_error="raise"``) or count them by reason (``"skip"``).
 
-    def __init__(self, on_error: str = "raise"):
+    ``hint``: added in parentheses to every raised error, e.g. :data:`ON_ERROR_HINT` where the
+    ``prepare`` stage reads ``params.data`` (other readers, like ``rlhf score --file``, have no such setting).
+    """
+
+    def __init__(self, on_error: str = "raise", *, hint: str = ""):
         if on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error: got {on_error!r}; expected one of {', '.join(ON_ERROR_CHOICES)}")
         self.on_error = on_error
+        self.hint = hint
         self.counts: dict[str, int] = {reason: 0 for reason in REJECT_REASONS}
         self.blank_lines = 0  # lines that hold no record: not bad input, but still accounted for
 
@@ -70,7 +77,7 @@ class RejectCounter:
         if reason not in self.counts:
             raise ValueError(f"unknown reject reason {reason!r}; known: {', '.join(REJECT_REASONS)}")
         if self.on_error == "raise":
-            hint = " (set data.on_error: skip to skip and count such records)"
+            hint = f" ({self.hint})" if self.hint else ""
             raise DataError(f"{path}:{line}: {detail}{hint}", path=path, line=line, reason=reason)
         self.counts[reason] += 1
 

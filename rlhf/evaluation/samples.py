@@ -19,35 +19,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from rlhf.config import param
+from rlhf.evaluation.config import EvalConfig
 from rlhf.evaluation.text_metrics import distinct_n, eos_rate, mean_length, repetition_rate, win_rate
-from rlhf.judge import Judge, JudgeConfig
+from rlhf.judge.base import Judge
+from rlhf.sampling import decode_responses, sample_responses
 from rlhf.seed import seed_everything
-from rlhf.tokenizer import decode, encode_batch, pad_left
-
-
-@dataclass
-class EvalConfig:
-    """``params.yaml`` section ``eval``; the seed is the params' top-level ``seed``."""
-
-    samples_per_prompt: int = param(16, "samples drawn per prompt from each model", min=1)
-    n_heldout_prompts: int = param(32, "held-out (test split) prompts evaluated besides the published ones", min=0)
-    max_new_tokens: int = param(16, "tokens generated per sample (as PPO)", min=1)
-    temperature: float = param(1.0, "sampling temperature (as PPO)", min=0.0, min_exclusive=True)
-    top_k: int = param(0, "top-k sampling; 0 = off (as PPO)", min=0)
-    top_p: float = param(1.0, "nucleus sampling mass; 1.0 = off (as PPO)", min=0.0, max=1.0, min_exclusive=True)
-    batch_size: int = param(64, "sequences per generate / forward call", min=1)
-    max_kl: float = param(8.0, "promotion gate: largest mean KL(policy || base), nats per sample; keep it above "
-                          "ppo.kl_target (a gate at the target fails about half the runs whose KL landed where the "
-                          "controller aimed)", min=0.0)
-    min_distinct_2_ratio: float = param(0.5, "promotion gate: the tuned policy's distinct-2 must be at least this "
-                                        "fraction of the base model's (catches a collapsed, repetitive policy)",
-                                        min=0.0, max=1.0)
-    positive_threshold: float = param(0.5, "a sample counts as positive when its judge score is above this",
-                                      min=0.0, max=1.0)
-    judge: JudgeConfig = param(None, "the independent judge", factory=JudgeConfig)
 
 
 @dataclass
@@ -89,47 +66,25 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def response_mask_after_eos(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask, eos) for (n, T) ids: mask is 1 up to and including the first ``eos_id``, 0 after; eos (n,) bool."""
-    is_eos = response_ids == eos_id
-    before = is_eos.long().cumsum(-1) - is_eos.long()  # EOS tokens strictly before each position
-    return (before == 0).long(), is_eos.any(-1)
-
-
-@torch.inference_mode()
 def sample(model, tok, prompts: Sequence[str], n_per_prompt: int, cfg: EvalConfig, seed: int,
            progress: bool = False) -> SampleBatch:
     """Draw ``n_per_prompt`` samples per prompt (prompt-major order: sample i answers prompt i // n_per_prompt).
 
-    Batched ``generate`` with the KV cache on left-padded ``[BOS] + prompt``, sampling from
-    softmax(logits / temperature) with ``cfg.top_k`` / ``cfg.top_p``, ``cfg.max_new_tokens`` new
-    tokens. Reseeds with ``seed`` first, so two models sampled with the same seed see the same
-    random stream; the result is the same on every run on CPU.
+    The one sampler (:func:`rlhf.sampling.sample_responses`, the sampler PPO trains with): batches
+    of ``cfg.batch_size`` left-padded ``[BOS] + prompt``, KV cache, softmax(logits / temperature)
+    with ``cfg.top_k`` / ``cfg.top_p``, ``cfg.max_new_tokens`` new tokens. Reseeds with ``seed``
+    first, so two models sampled with the same seed see the same random stream; the result is
+    the same on every run on CPU.
     """
     prompts = [p for p in prompts for _ in range(n_per_prompt)]
     if not prompts:
         raise ValueError("sample: no prompts")
     seed_everything(seed)
-    query_ids, query_mask = pad_left(encode_batch(tok, prompts, eos=False), tok.pad_token_id)
-    device, T = _device(model), cfg.max_new_tokens
-    responses = torch.full((len(prompts), T), tok.pad_token_id, dtype=torch.long)
-    gen = dict(do_sample=True, max_new_tokens=T, min_new_tokens=0, temperature=cfg.temperature, top_k=cfg.top_k,
-               top_p=cfg.top_p, num_beams=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
-               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, use_cache=True)
-    with _eval_mode(model):
-        for start in tqdm(range(0, len(prompts), cfg.batch_size), desc="sampling", disable=not progress):
-            ids, mask = query_ids[start:start + cfg.batch_size], query_mask[start:start + cfg.batch_size]
-            keep = int(mask.sum(-1).max())  # drop columns that are padding in every row of this batch
-            ids, mask = ids[:, -keep:].to(device), mask[:, -keep:].to(device)
-            out = model.generate(input_ids=ids, attention_mask=mask, **gen)[:, keep:]  # (b, <= T)
-            responses[start:start + len(ids), :out.shape[1]] = out.cpu()
-    response_mask, eos = response_mask_after_eos(responses, tok.eos_token_id)
-    responses = responses.masked_fill(response_mask == 0, tok.pad_token_id)
-    completions = []
-    for ids, keep, ended in zip(responses.tolist(), response_mask.tolist(), eos.tolist()):
-        ids = [t for t, k in zip(ids, keep) if k]
-        completions.append(decode(tok, ids[:-1] if ended else ids))  # the EOS is no text
-    return SampleBatch(prompts, query_ids, query_mask, responses, response_mask, eos, completions, cfg.temperature)
+    out = sample_responses(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                           top_k=cfg.top_k, top_p=cfg.top_p, batch_size=cfg.batch_size, progress=progress)
+    completions = decode_responses(tok, out.response_ids, out.response_mask)  # the EOS is no text
+    return SampleBatch(prompts, out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask.long(),
+                       out.ended, completions, cfg.temperature)
 
 
 @torch.inference_mode()
@@ -173,12 +128,6 @@ def response_nll(model, batch: SampleBatch, batch_size: int = 64) -> tuple[torch
     """((n,) summed NLL of each response's tokens in nats, (n,) token counts) under ``model`` at temperature 1."""
     lp = response_logprobs(model, batch, 1.0, batch_size)
     return -(lp * batch.response_mask).sum(-1), batch.response_mask.sum(-1).float()
-
-
-def perplexity(model, batch: SampleBatch, batch_size: int = 64) -> float:
-    """exp(mean NLL per response token) under ``model``, pooled over all tokens of the batch (EOS included)."""
-    nll, count = response_nll(model, batch, batch_size)
-    return float(torch.exp(nll.sum() / count.sum().clamp(min=1)))
 
 
 def select_eval_prompts(records: Sequence[Mapping[str, Any]], n_heldout: int) -> list[dict]:

@@ -7,10 +7,10 @@ Both end as ``save_pretrained`` files that ``AutoModelForCausalLM`` / ``AutoToke
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,54 +19,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase, get_scheduler
 
-from rlhf.config import ConfigError, param
-from rlhf.tokenizer import build_char_tokenizer, decode, encode, encode_batch, load_tokenizer, pad_left, pad_right
-
-PUBLISHED_PROMPTS = ["刚收到货，感觉", "这部电影很", "说实话，真的很", "这次购物总的来说体验很"]
-
-
-@dataclass
-class BaseConfig:
-    """``params.yaml`` section ``base``: where the policy's starting point comes from."""
-
-    model: str = param("bootstrap", "'bootstrap' (build a char tokenizer and pretrain a small GPT-2 here) "
-                       "or a Hugging Face id / local path of a causal LM with its tokenizer")
-    vocab_size: int = param(4000, "bootstrap: characters kept in the vocabulary (plus 5 special tokens)", min=16)
-    n_layer: int = param(4, "bootstrap: transformer blocks", min=1, max=48)
-    n_embd: int = param(256, "bootstrap: hidden width (a multiple of n_head)", min=8)
-    n_head: int = param(4, "bootstrap: attention heads", min=1)
-    n_positions: int = param(128, "bootstrap: longest sequence the model can take, in tokens", min=16)
-    dropout: float = param(0.0, "bootstrap: dropout of embeddings, attention and residuals", min=0.0, max=0.9)
-    max_length: int = param(64, "bootstrap: training texts are truncated to this many tokens (BOS and EOS included)",
-                            min=4)
-    batch_size: int = param(32, "bootstrap: texts per optimiser step", min=1)
-    steps: int = param(600, "bootstrap: optimiser steps", min=1)
-    learning_rate: float = param(1e-3, "bootstrap: peak AdamW learning rate", min=0.0, min_exclusive=True)
-    weight_decay: float = param(0.01, "bootstrap: AdamW weight decay", min=0.0)
-    warmup_steps: int = param(100, "bootstrap: linear warm-up steps before the cosine decay", min=0)
-    max_grad_norm: float = param(1.0, "bootstrap: gradient clipping norm", min=0.0, min_exclusive=True)
-    eval_batch_size: int = param(64, "texts per batch when measuring dev perplexity", min=1)
-    sample_new_tokens: int = param(24, "new tokens in the samples printed for the published prompts", min=1)
-    threads: int = param(0, "torch CPU threads (0: leave torch's default)", min=0)
-
-    def validate(self, prefix: str = "base") -> None:
-        if self.n_embd % self.n_head:
-            raise ConfigError(f"{prefix}.n_embd: got {self.n_embd}; expected a multiple of {prefix}.n_head={self.n_head}")
-        if self.max_length > self.n_positions:
-            raise ConfigError(f"{prefix}.max_length: got {self.max_length}; expected at most "
-                              f"{prefix}.n_positions={self.n_positions}")
-
-    @property
-    def bootstrap(self) -> bool:
-        return self.model == "bootstrap"
-
-
-def position_ids_for(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions that restart at 0 on each row's first real token, for left-padded batches.
-
-    (batch, seq) -> (batch, seq); padded slots get 0 (they are masked out anyway).
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+from rlhf.distributed import all_sum, is_main, rank_and_world, shard
+from rlhf.models.config import BaseConfig
+from rlhf.tokenizer import build_char_tokenizer, encode_batch, load_tokenizer, pad_right
 
 
 def load_causal_lm(path_or_id: str | Path) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerBase]:
@@ -86,9 +41,28 @@ def load_causal_lm(path_or_id: str | Path) -> tuple[GPT2LMHeadModel, PreTrainedT
         raise FileNotFoundError(f"base.model: cannot load {name!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}); "
                                 "expected 'bootstrap', a local save_pretrained directory, or a model id in the "
                                 "local Hugging Face cache (downloads are off: HF_HUB_OFFLINE=1)") from None
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tok.pad_token_id
+    align_special_ids(model, tok)
     return model, tok
+
+
+def align_special_ids(model, tok: PreTrainedTokenizerBase) -> None:
+    """Give ``model``'s config and generation config the tokenizer's EOS, BOS and pad ids where they lack them.
+
+    An id that is missing or outside the model's vocabulary is replaced: GPT-2 Chinese checkpoints
+    (``uer/gpt2-chinese-*``) keep GPT-2's ``bos/eos_token_id`` 50256 in a 21k vocabulary, so a plain
+    ``generate`` of the saved base or policy would never stop; the pipeline's EOS is the
+    tokenizer's (``[SEP]``). Ids that are in the vocabulary are kept (e.g. a list of stop ids).
+    """
+    vocab = model.get_input_embeddings().num_embeddings
+    wanted = {"eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id, "pad_token_id": tok.pad_token_id}
+    for cfg in (model.config, getattr(model, "generation_config", None)):
+        if cfg is None:
+            continue
+        for name, value in wanted.items():
+            current = getattr(cfg, name, None)
+            ids = current if isinstance(current, (list, tuple)) else [current]
+            if value is not None and (current is None or any(i is None or not 0 <= int(i) < vocab for i in ids)):
+                setattr(cfg, name, value)
 
 
 def build_gpt2(cfg: BaseConfig, tok: PreTrainedTokenizerBase) -> GPT2LMHeadModel:
@@ -143,43 +117,69 @@ def perplexity(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, texts: Sequ
     total, count = 0.0, 0
     for i in range(0, len(seqs), batch_size):
         ids, mask = pad_right(seqs[i:i + batch_size], tok.pad_token_id)
-        total += lm_loss(model, ids, mask, reduction="sum").item()
+        total += lm_loss(model, ids.to(model.device), mask.to(model.device), reduction="sum").item()
         count += int(mask[:, 1:].sum())
     return math.exp(total / count)
 
 
-@torch.inference_mode()
-def sample_texts(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, prompts: Sequence[str], *,
-                 max_new_tokens: int, seed: int, num_return_sequences: int = 1) -> list[str]:
-    """Sample completions (top_k=0, top_p=1, temperature 1) for ``prompts``; returns prompt+completion."""
-    model.eval()
-    torch.manual_seed(seed)
-    ids, mask = pad_left([encode(tok, p, eos=False) for p in prompts], tok.pad_token_id)
-    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, top_k=0, top_p=1.0,
-                         max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    prompt_rep = [p for p in prompts for _ in range(num_return_sequences)]
-    return [p + decode(tok, row[ids.size(1):]) for p, row in zip(prompt_rep, out.tolist())]
+def _distributed_backward(forward_model, seqs: Sequence[list[int]], batch: list[int], pad_id: int, accelerator,
+                          micro_batches: int) -> tuple[float, int]:
+    """Backward of one step's share of ``batch`` (see :func:`pretrain`); returns (global mean loss, global tokens)."""
+    _, world = rank_and_world(accelerator)
+    mine = shard(batch, accelerator)
+    groups = [g for g in (mine[j::micro_batches] for j in range(micro_batches)) if g] or [batch[:1]]
+    padded = [pad_right([seqs[i] for i in g], pad_id) for g in groups]
+    local_predicted = sum(float(mask[:, 1:].sum()) for _, mask in padded) if mine else 0.0
+    local_tokens = sum(float(mask.sum()) for _, mask in padded) if mine else 0.0
+    predicted, n_tokens = all_sum(torch.tensor([local_predicted, local_tokens], dtype=torch.float64),
+                                  accelerator).tolist()
+    loss_sum = 0.0
+    for j, (ids, mask) in enumerate(padded):
+        sync = accelerator.no_sync(forward_model) if j < len(padded) - 1 else contextlib.nullcontext()
+        with sync:
+            total = lm_loss(forward_model, ids.to(accelerator.device), mask.to(accelerator.device), reduction="sum")
+            if not mine:
+                total = total * 0.0  # no text for this process in this step: take part, add nothing
+            accelerator.backward(total * (world / max(predicted, 1.0)))  # the all-reduce averages over processes
+            loss_sum += float(total.detach())
+    return float(all_sum(torch.tensor([loss_sum], dtype=torch.float64), accelerator)[0]) / max(predicted, 1.0), \
+        int(n_tokens)
 
 
 def pretrain(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, texts: Sequence[str], cfg: BaseConfig, *,
-             seed: int, on_step: Callable[[int, dict], None] | None = None, progress: bool = True) -> dict:
+             seed: int, on_step: Callable[[int, dict], None] | None = None, progress: bool = True,
+             accelerator=None, micro_batches: int = 1) -> dict:
     """Pretrain ``model`` on ``texts`` (each ``[BOS] text [EOS]``, truncated to ``cfg.max_length``).
 
     AdamW, linear warm-up then cosine decay, gradient clipping, length-bucketed batches.
     Calls ``on_step(step, {"train/loss", "train/lr"})`` every step. Returns a summary dict.
+
+    ``accelerator`` (data parallel, N processes): every process draws the same batches of
+    ``cfg.batch_size`` texts and forwards its strided share; the summed token losses are divided
+    by the batch's global count of predicted tokens, so the step is the one-process step.
+    ``micro_batches`` > 1 splits a process's share into that many forward/backward passes.
+    Dropout is seeded with ``seed + rank``.
     """
     if not texts:
         raise ValueError("pretrain: the LM corpus is empty")
     seqs = encode_batch(tok, texts, max_length=cfg.max_length)
     lengths = [len(s) for s in seqs]
+    rank, world = rank_and_world(accelerator)
     rng = random.Random(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + rank)
+    if accelerator is not None:
+        model.to(accelerator.device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate, betas=(0.9, 0.95))
     sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps)
+    # the one-process path keeps its own arithmetic (mean loss), so the default run's numbers stay as they were
+    plain = world == 1 and micro_batches == 1 and (accelerator is None or accelerator.mixed_precision == "no")
+    forward_model = model
+    if accelerator is not None:
+        forward_model, opt = accelerator.prepare(model, opt)
+    progress = progress and is_main(accelerator)
     model.train()
     batches: list[list[int]] = []
     tokens = 0
@@ -190,15 +190,21 @@ def pretrain(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, texts: Sequen
         if not batches:
             batches = length_bucketed_batches(lengths, cfg.batch_size, rng)
         batch = batches.pop()
-        ids, mask = pad_right([seqs[i] for i in batch], tok.pad_token_id)
-        loss = lm_loss(model, ids, mask)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if plain:
+            ids, mask = pad_right([seqs[i] for i in batch], tok.pad_token_id)
+            loss = lm_loss(model, ids.to(model.device), mask.to(model.device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            tokens += int(mask.sum())
+            value = loss.item()
+        else:
+            value, n_tokens = _distributed_backward(forward_model, seqs, batch, tok.pad_token_id, accelerator,
+                                                    micro_batches)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            tokens += n_tokens
         opt.step()
         sched.step()
-        tokens += int(mask.sum())
-        value = loss.item()
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
         bar.set_postfix(loss=f"{loss_ema:.3f}", refresh=False)
         if on_step is not None:
@@ -210,7 +216,8 @@ def pretrain(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, texts: Sequen
 
 
 def bootstrap_base(cfg: BaseConfig, train_texts: Sequence[str], *, seed: int,
-                   on_step: Callable[[int, dict], None] | None = None, progress: bool = True):
+                   on_step: Callable[[int, dict], None] | None = None, progress: bool = True,
+                   accelerator=None, micro_batches: int = 1):
     """Build the char tokenizer from ``train_texts`` and pretrain a GPT-2 on them.
 
     Returns ``(model, tokenizer, summary)``.
@@ -218,7 +225,8 @@ def bootstrap_base(cfg: BaseConfig, train_texts: Sequence[str], *, seed: int,
     tok = build_char_tokenizer(train_texts, vocab_size=cfg.vocab_size)
     torch.manual_seed(seed)
     model = build_gpt2(cfg, tok)
-    summary = pretrain(model, tok, train_texts, cfg, seed=seed, on_step=on_step, progress=progress)
+    summary = pretrain(model, tok, train_texts, cfg, seed=seed, on_step=on_step, progress=progress,
+                       accelerator=accelerator, micro_batches=micro_batches)
     summary["vocab_size"] = len(tok)
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     return model, tok, summary

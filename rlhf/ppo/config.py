@@ -2,10 +2,11 @@
 
 Loaded from the ``ppo`` section of ``params.yaml`` with ``rlhf.config.from_dict(PPOConfig, ...)``.
 The defaults target the default pipeline (a bootstrapped 4-layer, 256-wide char-level GPT-2, a
-reward model on the same backbone, ~500 train prompts, ~5 minutes on 2 CPU cores) and follow
-the published setup where it has one: adaptive KL (0.2 -> target 6, horizon 10000), GAE
-gamma 1 / lambda 0.95, clip 0.2 for policy and value, value coefficient 0.1, 4 PPO epochs,
-16 new tokens sampled at temperature 1 with neither top-k nor top-p.
+reward model on the same backbone, ~500 train prompts, ~5 minutes on 2 CPU cores). They follow
+the published setup (trl 0.1-era PPO) in adaptive KL control (target 6, horizon 10000), GAE
+gamma 1 / lambda 0.95, clip 0.2 for policy and value, value coefficient 0.1 and 16 new tokens
+sampled at temperature 1 with neither top-k nor top-p; they depart from it in the initial KL
+coefficient (0.1, not 0.2), the PPO epochs per rollout (2, not 4) and an entropy bonus (0.01).
 """
 from __future__ import annotations
 

@@ -14,11 +14,14 @@ values worked out by hand in ``tests/rlhf/ppo/test_ppo_core.py``.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
 KL_ESTIMATORS = ("k1", "k3", "low_var", "abs", "mse")
+# Sums a tensor over the processes of a data-parallel run (the identity on one process); injected so
+# that the statistics below can be global without this module knowing about processes.
+Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- log-probs
@@ -35,16 +38,6 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of ``softmax(logits)`` in nats at each position.
-
-    ``H = logsumexp(z) - sum_v softmax(z)_v * z_v``.
-    Shapes: ``(batch, gen_len, vocab)`` -> ``(batch, gen_len)``. No reduction.
-    """
-    probs = torch.softmax(logits, dim=-1)
-    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(-1)
-
-
 def entropy_from_logprobs(all_logprobs: torch.Tensor) -> torch.Tensor:
     """Entropy ``H = -sum_v p_v log p_v`` from a full log-softmax (cheaper when it exists anyway).
 
@@ -56,41 +49,55 @@ def entropy_from_logprobs(all_logprobs: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- masked statistics
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None, *,
+                count: torch.Tensor | float | None = None, reduce: Reduce | None = None) -> torch.Tensor:
     """Mean of ``values`` where ``mask`` is 1: ``sum(values * mask) / sum(mask)``.
 
     ``dim=None`` reduces over every element (a scalar); an int reduces that dimension only.
     An all-zero mask gives 0 rather than NaN (nothing to average).
+    Data parallel: ``count`` replaces ``sum(mask)`` as the divisor (a loss over this process's share
+    of a minibatch, divided by the whole minibatch's token count, keeps its gradient); ``reduce``
+    sums numerator and divisor over the processes first (statistics without gradient).
     """
     mask = mask.to(values.dtype)
     total = (values * mask).sum(dim) if dim is not None else (values * mask).sum()
-    count = mask.sum(dim) if dim is not None else mask.sum()
-    return total / count.clamp(min=1.0)
+    if count is not None:
+        return total / count
+    n = mask.sum(dim) if dim is not None else mask.sum()
+    if reduce is not None:
+        total, n = reduce(total), reduce(n)
+    return total / n.clamp(min=1.0)
 
 
-def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+def masked_var(values: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, *,
+               reduce: Reduce | None = None) -> torch.Tensor:
     """Variance of ``values`` over the elements where ``mask`` is 1 (a scalar).
 
     ``var = masked_mean((values - mu)^2) * n / (n - 1)`` with ``mu = masked_mean(values)`` and
     ``n = sum(mask)``; the Bessel factor ``n / (n - 1)`` only when ``unbiased`` (and ``n > 1``).
+    ``reduce``: over every process's elements (see :func:`masked_mean`).
     """
-    mean = masked_mean(values, mask)
-    var = masked_mean((values - mean) ** 2, mask)
+    mean = masked_mean(values, mask, reduce=reduce)
+    var = masked_mean((values - mean) ** 2, mask, reduce=reduce)
     if unbiased:
         n = mask.to(values.dtype).sum()
+        if reduce is not None:
+            n = reduce(n)
         if n > 1:
             var = var * n / (n - 1)
     return var
 
 
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8, *,
+                  reduce: Reduce | None = None) -> torch.Tensor:
     """Standardise ``values`` with the masked mean and (unbiased) variance of the batch.
 
     ``(values - mu) / sqrt(var + eps)``; with ``shift_mean=False`` the mean is added back
     (only the scale changes, used for rewards). Same shape as ``values``; masked-out entries are
-    transformed too, so callers zero them afterwards when they matter.
+    transformed too, so callers zero them afterwards when they matter. ``reduce``: the batch is
+    every process's share (see :func:`masked_mean`).
     """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    mean, var = masked_mean(values, mask, reduce=reduce), masked_var(values, mask, reduce=reduce)
     whitened = (values - mean) * torch.rsqrt(var + eps)
     return whitened if shift_mean else whitened + mean
 
@@ -174,29 +181,32 @@ class PolicyLoss(NamedTuple):
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, cliprange: float = 0.2) -> PolicyLoss:
+                mask: torch.Tensor, cliprange: float = 0.2, count: torch.Tensor | float | None = None
+                ) -> PolicyLoss:
     """PPO's clipped surrogate objective, as a loss to minimise.
 
     ``ratio = exp(logp - old_logp)``,
     ``loss = masked_mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))``,
     ``clipfrac = masked_mean([-A * clip(ratio) > -A * ratio])`` (tokens whose gradient is cut),
     ``approxkl = 0.5 * masked_mean((logp - old_logp)^2)``.
-    Shapes: every tensor ``(batch, gen_len)``; reduction: masked mean over all real tokens.
+    Shapes: every tensor ``(batch, gen_len)``; reduction: masked mean over all real tokens
+    (divided by ``count`` instead of their number when given: see :func:`masked_mean`).
     """
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask, count=count)
     with torch.no_grad():
-        clipfrac = masked_mean((clipped > unclipped).to(ratio.dtype), mask)
-        approxkl = 0.5 * masked_mean(log_ratio.square(), mask)
-        ratio_mean = masked_mean(ratio, mask)
+        clipfrac = masked_mean((clipped > unclipped).to(ratio.dtype), mask, count=count)
+        approxkl = 0.5 * masked_mean(log_ratio.square(), mask, count=count)
+        ratio_mean = masked_mean(ratio, mask, count=count)
     return PolicyLoss(loss, clipfrac, approxkl, ratio_mean)
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               mask: torch.Tensor, cliprange_value: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+               mask: torch.Tensor, cliprange_value: float = 0.2, count: torch.Tensor | float | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped value loss and its clip fraction.
 
     ``v_clip = old_v + clip(v - old_v, -eps_v, eps_v)``,
@@ -208,9 +218,9 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
     unclipped_err = (values - returns).square()
     clipped_err = (clipped_values - returns).square()
-    loss = 0.5 * masked_mean(torch.maximum(unclipped_err, clipped_err), mask)
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_err, clipped_err), mask, count=count)
     with torch.no_grad():
-        clipfrac = masked_mean((clipped_err > unclipped_err).to(values.dtype), mask)
+        clipfrac = masked_mean((clipped_err > unclipped_err).to(values.dtype), mask, count=count)
     return loss, clipfrac
 
 

@@ -7,27 +7,25 @@ A reward function has ``score(query_response_ids, attention_mask, texts) -> (bat
 * ``attention_mask`` ``(batch, P + G)``: 1 on those real tokens;
 * ``texts``: the decoded ``prompt + completion`` of each row (what a person would read).
 
-Implementations: :class:`RewardModelScorer` (a sequence-classification reward model saved in a
-directory, the default), :class:`JudgeReward` (the evaluation judge, only when asked for) and
-:class:`CharShareReward` (a toy reward for tests). A reward function with ``state_dict`` /
+Implementations: :class:`RewardModelReward` (the reward model saved in a directory, scored by the
+one scorer :class:`rlhf.reward.model.RewardScorer`; the default) and :class:`JudgeReward` (the
+evaluation judge, only when asked for). A reward function with ``state_dict`` /
 ``load_state_dict`` (e.g. running score statistics) is checkpointed with the PPO run.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch
-from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from rlhf.evaluation.text_metrics import ngrams
+from rlhf.models.positions import max_positions
 from rlhf.ppo.model import use_fast_gelu
-from rlhf.tokenizer import encode_batch, load_tokenizer, pad_right
-
-REWARD_STATS_FILE = "reward_stats.json"
+from rlhf.reward.model import STATS_FILE, RewardScorer, load_reward_model
 
 
 @runtime_checkable
@@ -118,81 +116,63 @@ class RunningMoments:
         self.count, self.mean, self.m2 = int(state["count"]), float(state["mean"]), float(state["m2"])
 
 
-class RewardModelScorer:
-    """Score with an ``AutoModelForSequenceClassification(num_labels=1)`` reward model.
+class RewardModelReward:
+    """The reward model as PPO's reward function: a :class:`rlhf.reward.model.RewardScorer` plus
+    what PPO needs of it.
 
     ``normalization``: ``stats`` = ``(s - mean) / std`` from ``reward_stats.json`` beside the
-    model; ``running`` = the same with a running estimate over every score seen so far
-    (checkpointed); ``auto`` = stats when the file exists, else running; ``none`` = raw scores.
+    model (the scorer's own rule, :meth:`RewardScorer.normalize`); ``running`` = the same with a
+    running estimate over every score seen so far (checkpointed with the run through
+    ``state_dict``); ``auto`` = stats when the file exists, else running; ``none`` = raw scores.
 
     When the reward model's tokenizer has the policy's vocabulary, the policy's token ids are
     scored directly (re-packed by :func:`reward_model_inputs`); otherwise ``texts`` are
-    re-tokenised as ``[BOS] + text + [EOS]`` with the reward model's tokenizer. The model's
-    tanh-GELU modules are swapped for the fused equivalent (:func:`rlhf.ppo.model.use_fast_gelu`).
+    re-tokenised as ``[BOS] + text + [EOS]`` with the reward model's tokenizer.
     """
 
-    def __init__(self, model, rm_tokenizer: PreTrainedTokenizerBase, policy_tokenizer: PreTrainedTokenizerBase, *,
-                 normalization: str = "auto", stats: dict | None = None, batch_size: int = 64, source: str = "model"):
-        self.model = use_fast_gelu(model.eval())
-        self.rm_tok = rm_tokenizer
-        self.policy_tok = policy_tokenizer
-        self.batch_size = batch_size
-        if self.model.config.pad_token_id is None:
-            self.model.config.pad_token_id = rm_tokenizer.pad_token_id
-        self.shared_vocab = rm_tokenizer.get_vocab() == policy_tokenizer.get_vocab()
-        self.max_positions = getattr(self.model.config, "max_position_embeddings", None)
+    def __init__(self, scorer: RewardScorer, policy_tokenizer: PreTrainedTokenizerBase, *,
+                 normalization: str = "auto", source: str = "reward model"):
+        self.scorer = scorer
+        self.shared_vocab = scorer.tokenizer.get_vocab() == policy_tokenizer.get_vocab()
         if normalization == "auto":
-            normalization = "stats" if stats is not None else "running"
-        if normalization == "stats" and stats is None:
-            raise ValueError(f"{source}: score_normalization 'stats' needs {REWARD_STATS_FILE} beside the reward "
+            normalization = "stats" if scorer.stats is not None else "running"
+        if normalization == "stats" and scorer.stats is None:
+            raise ValueError(f"{source}: score_normalization 'stats' needs {STATS_FILE} beside the reward "
                              f"model; accepted instead: 'running', 'auto' or 'none'")
-        if normalization == "stats" and not (float(stats.get("std", 0)) > 0):
-            raise ValueError(f"{source}/{REWARD_STATS_FILE}: std {stats.get('std')!r} must be a positive number")
         self.normalization = normalization
-        self.stats = stats
         self.running = RunningMoments()
+        # data parallel: maps this process's raw scores to the whole rollout's, so that the running
+        # moments are those of every process's scores (set by the trainer; None on one process)
+        self.share_scores = None
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, policy_tokenizer: PreTrainedTokenizerBase, *,
-                        normalization: str = "auto", batch_size: int = 64) -> "RewardModelScorer":
-        """Load model, tokenizer and (optional) ``reward_stats.json`` from ``directory``."""
-        directory = Path(directory)
-        model = AutoModelForSequenceClassification.from_pretrained(str(directory), num_labels=1)
-        stats_file = directory / REWARD_STATS_FILE
-        stats = json.loads(stats_file.read_text(encoding="utf-8")) if stats_file.exists() else None
-        return cls(model, load_tokenizer(directory), policy_tokenizer, normalization=normalization, stats=stats,
-                   batch_size=batch_size, source=str(directory))
+                        normalization: str = "auto", batch_size: int = 64) -> "RewardModelReward":
+        """Load the reward model saved in ``directory`` (:func:`rlhf.reward.model.load_reward_model`)."""
+        scorer = load_reward_model(directory, batch_size=batch_size)
+        # PPO scores whatever fits the reward model's positions (its training max_length may be shorter)
+        scorer.max_length = max_positions(scorer.model) or scorer.max_length
+        use_fast_gelu(scorer.model)  # the fused tanh-GELU: same function, faster (one RM forward per rollout)
+        return cls(scorer, policy_tokenizer, normalization=normalization, source=str(directory))
 
-    @torch.inference_mode()
     def raw_scores(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
                    texts: Sequence[str]) -> torch.Tensor:
-        """Unnormalised reward-model scores ``(batch,)``."""
+        """Unnormalised reward-model scores ``(batch,)`` on the CPU."""
         if self.shared_vocab:
-            ids, mask = reward_model_inputs(query_response_ids, attention_mask, self.rm_tok.eos_token_id,
-                                            self.rm_tok.pad_token_id)
-        else:
-            ids, mask = pad_right(encode_batch(self.rm_tok, texts, eos=True, max_length=self.max_positions),
-                                  self.rm_tok.pad_token_id)
-        if self.max_positions is not None and ids.shape[1] > self.max_positions:
-            raise ValueError(f"reward model input of {ids.shape[1]} tokens exceeds its {self.max_positions} "
-                             f"positions; shorten prompts or ppo.max_new_tokens")
-        ids, mask = ids.to(self.model.device), mask.to(self.model.device)
-        out = []
-        for i in range(0, ids.shape[0], self.batch_size):
-            chunk_ids, chunk_mask = ids[i:i + self.batch_size], mask[i:i + self.batch_size]
-            width = int(chunk_mask.sum(-1).max())  # drop columns that are padding in the whole chunk
-            logits = self.model(input_ids=chunk_ids[:, :width], attention_mask=chunk_mask[:, :width]).logits
-            out.append(logits[:, 0].float())
-        return torch.cat(out).cpu()
+            tok = self.scorer.tokenizer
+            ids, mask = reward_model_inputs(query_response_ids, attention_mask, tok.eos_token_id, tok.pad_token_id)
+            return self.scorer.score_ids(ids, mask).cpu()
+        return self.scorer.score_texts(texts)
 
     def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
               texts: Sequence[str]) -> torch.Tensor:
         """Normalised scores ``(batch,)``."""
         raw = self.raw_scores(query_response_ids, attention_mask, texts)
         if self.normalization == "stats":
-            return (raw - float(self.stats["mean"])) / float(self.stats["std"])
+            return self.scorer.normalize(raw)
         if self.normalization == "running":
-            self.running.update(raw)
+            self.running.update(raw if self.share_scores is None else self.share_scores(raw))
+            # floored: the first rollouts of a fresh run may all score the same
             return (raw - self.running.mean) / max(self.running.std, 1e-6)
         return raw
 
@@ -212,7 +192,8 @@ class JudgeReward:
 
     @classmethod
     def from_config(cls, judge_cfg=None, batch_size: int = 64) -> "JudgeReward":
-        from rlhf.judge import JudgeConfig, load_judge  # lazily: only needed when asked for
+        from rlhf.judge.config import JudgeConfig  # lazily: only needed when asked for
+        from rlhf.judge.loader import load_judge
 
         return cls(load_judge(judge_cfg if judge_cfg is not None else JudgeConfig()), batch_size=batch_size)
 
@@ -224,23 +205,6 @@ class JudgeReward:
         return torch.tensor(scores, dtype=torch.float32)
 
 
-class CharShareReward:
-    """Toy reward for tests: the share of ``char`` among the characters of ``prompt + completion``.
-
-    The prompt part is fixed for a given prompt, so the reward rises only when completions use
-    ``char`` more often.
-    """
-
-    def __init__(self, char: str):
-        if len(char) != 1:
-            raise ValueError(f"CharShareReward: char must be one character, got {char!r}")
-        self.char = char
-
-    def score(self, query_response_ids: torch.Tensor, attention_mask: torch.Tensor,
-              texts: Sequence[str]) -> torch.Tensor:
-        return torch.tensor([t.count(self.char) / max(len(t), 1) for t in texts], dtype=torch.float32)
-
-
 def build_reward_fn(cfg, policy_tokenizer: PreTrainedTokenizerBase, *, reward_model_dir: str | Path | None = None,
                     judge_cfg=None) -> RewardFunction:
     """The reward function ``cfg.reward_source`` names (``cfg``: a :class:`rlhf.ppo.config.PPOConfig`)."""
@@ -248,5 +212,5 @@ def build_reward_fn(cfg, policy_tokenizer: PreTrainedTokenizerBase, *, reward_mo
         return JudgeReward.from_config(judge_cfg, batch_size=cfg.reward_batch_size)
     if reward_model_dir is None:
         raise ValueError("ppo.reward_source 'reward_model' needs reward_model_dir (e.g. models/reward_model)")
-    return RewardModelScorer.from_pretrained(reward_model_dir, policy_tokenizer,
+    return RewardModelReward.from_pretrained(reward_model_dir, policy_tokenizer,
                                              normalization=cfg.score_normalization, batch_size=cfg.reward_batch_size)

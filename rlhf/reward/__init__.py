@@ -5,16 +5,10 @@
 ``model``    :func:`load_reward_backbone`, :class:`RewardScorer`, save / load
 ``train``    :func:`train_reward_model`
 ``evaluate`` :func:`evaluate_reward_model`: pairwise / exact-order accuracy, Kendall tau-b
-"""
-from rlhf.reward.config import RewardModelConfig
-from rlhf.reward.evaluate import RankListView, as_rank_list, evaluate_reward_model, kendall_tau_b, prepare_lists
-from rlhf.reward.loss import InvalidRankListError, RankPairs, build_rank_pairs, check_tiers, rank_loss
-from rlhf.reward.model import (RewardScorer, load_reward_backbone, load_reward_model, reward_stats,
-                               save_reward_model)
-from rlhf.reward.train import train_reward_model
+``baseline`` :func:`fit_baseline`: the linear reference (TF-IDF char n-grams, scikit-learn)
+``robustness`` perturbed copies of rank lists and both models' figures on them
 
-__all__ = [
-    "InvalidRankListError", "RankListView", "RankPairs", "RewardModelConfig", "RewardScorer", "as_rank_list",
-    "build_rank_pairs", "check_tiers", "evaluate_reward_model", "kendall_tau_b", "load_reward_backbone",
-    "load_reward_model", "prepare_lists", "rank_loss", "reward_stats", "save_reward_model", "train_reward_model",
-]
+Import from the modules (``from rlhf.reward.model import RewardScorer``): the package re-exports
+nothing, so importing one module (say the config, as the params loader does) does not import
+the others, and a stage's DVC deps list what it really runs (``tests/test_dvc_deps.py``).
+"""

@@ -14,8 +14,22 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from rlhf.reward.loss import InvalidRankListError, RankPairs, build_rank_pairs, check_tiers, list_all_correct
+from rlhf.data.errors import InvalidRecord
+from rlhf.data.ranklist import check_tiers
+from rlhf.reward.loss import RankPairs, build_rank_pairs, list_all_correct
 from rlhf.reward.model import RewardScorer
+
+
+class InvalidRankListError(ValueError):
+    """A rank list the reward model cannot learn from, named in the message.
+
+    ``reason`` is the reason code of :func:`rlhf.data.ranklist.check_tiers` (the ``prepare``
+    stage's codes, :data:`rlhf.data.errors.REJECT_REASONS`), for counting skipped lists.
+    """
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -42,7 +56,7 @@ def as_rank_list(obj: Any, index: int) -> RankListView:
     list_id = str(list_id) if list_id is not None else f"#{index}"
     if not isinstance(tiers, (list, tuple)) or not all(isinstance(t, (list, tuple)) for t in tiers):
         raise InvalidRankListError(f"rank list {list_id!r}: tiers = {tiers!r}; expected a list of tiers, each a list "
-                                   "of texts, best tier first", "bad_tiers")
+                                   "of texts, best tier first", "invalid_field")
     return RankListView(id=list_id, prompt=prompt or "", tiers=[[str(t) for t in tier] for tier in tiers])
 
 
@@ -50,7 +64,8 @@ def prepare_lists(lists: Iterable[Any], on_invalid: str = "error") -> tuple[list
     """Views of the valid lists, and counts of the skipped ones by reason.
 
     ``on_invalid='error'`` raises :class:`InvalidRankListError` naming the first bad list;
-    ``'skip'`` drops it and counts it under its reason (``single_text``, ``one_tier``, ...).
+    ``'skip'`` drops it and counts it under its reason (``single_text``, ``single_tier``, ...): a list
+    must pass :func:`rlhf.data.ranklist.check_tiers`, the check of the ``prepare`` stage.
     """
     if on_invalid not in ("error", "skip"):
         raise ValueError(f"on_invalid: got {on_invalid!r}; expected 'error' or 'skip'")
@@ -58,7 +73,10 @@ def prepare_lists(lists: Iterable[Any], on_invalid: str = "error") -> tuple[list
     for i, obj in enumerate(lists):
         try:
             view = as_rank_list(obj, i)
-            check_tiers(view.tiers, view.id)
+            try:
+                check_tiers(view.tiers)
+            except InvalidRecord as e:
+                raise InvalidRankListError(f"rank list {view.id!r}: {e.detail}", e.reason) from None
         except InvalidRankListError as e:
             if on_invalid == "error":
                 raise
@@ -126,6 +144,39 @@ def score_rank_lists(scorer: RewardScorer, views: Sequence[RankListView], *, bat
     pairs = build_rank_pairs([v.tiers for v in views], [v.id for v in views])
     scores = scorer.score_encoded(seqs, batch_size=batch_size)
     return scores, pairs, seqs, truncated
+
+
+RANKING_KEYS = ("pairwise_accuracy", "pairwise_accuracy_list_mean", "exact_order_accuracy", "kendall_tau_b",
+                "kendall_tau_b_max")
+
+
+def evaluate_text_scorer(scorer: Any, lists: Iterable[Any], *, on_invalid: str = "error") -> dict[str, Any]:
+    """The ranking figures of any text scorer on ``lists``, by the code that ranks the reward model.
+
+    ``scorer``: anything with ``score_texts(texts) -> (n,)`` scores, higher = better (a
+    :class:`RewardScorer`, :class:`rlhf.reward.baseline.LinearBaseline`); it reads ``prompt + text``.
+    Returns ``{n_lists, n_lists_skipped, n_pairs, pairwise_accuracy, pairwise_accuracy_list_mean,
+    exact_order_accuracy, kendall_tau_b, kendall_tau_b_max}``; lists are checked (and skipped when
+    ``on_invalid='skip'``) as by :func:`evaluate_reward_model`.
+    """
+    return evaluate_text_scorers({"scorer": scorer}, lists, on_invalid=on_invalid)["scorer"]
+
+
+def evaluate_text_scorers(scorers: Mapping[str, Any], lists: Iterable[Any], *, on_invalid: str = "error"
+                          ) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_text_scorer` of each of ``scorers`` (``{name: scorer}``) on the same valid lists."""
+    views, skipped = prepare_lists(lists, on_invalid)
+    if not views:
+        raise ValueError(f"evaluate_text_scorer: no valid rank list to evaluate (skipped: {skipped or 'none'})")
+    texts = [t for v in views for t in v.texts()]
+    pairs = build_rank_pairs([v.tiers for v in views], [v.id for v in views])
+    out = {}
+    for name, scorer in scorers.items():
+        scores = torch.as_tensor(scorer.score_texts(texts), dtype=torch.float32).reshape(-1)
+        ranking = ranking_metrics(scores, pairs)
+        out[name] = {"n_lists": len(views), "n_lists_skipped": sum(skipped.values()), "n_pairs": pairs.n_pairs,
+                     **{k: ranking[k] for k in RANKING_KEYS}}
+    return out
 
 
 def evaluate_reward_model(scorer: RewardScorer, lists: Iterable[Any], *, on_invalid: str = "error",

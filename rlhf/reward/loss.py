@@ -24,35 +24,6 @@ import torch
 import torch.nn.functional as F
 
 
-class InvalidRankListError(ValueError):
-    """A rank list the reward model cannot learn from; ``reason`` is a short code for counting."""
-
-    def __init__(self, message: str, reason: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-def check_tiers(tiers: Sequence[Sized], list_id: str | int = "?") -> None:
-    """Raise :class:`InvalidRankListError` (naming ``list_id``) unless ``tiers`` can form a cross-tier pair.
-
-    Accepted: at least two non-empty tiers (so at least two texts, and at least one pair whose
-    texts are not tied). Reasons: ``empty_list``, ``empty_tier``, ``single_text``, ``one_tier``.
-    """
-    sizes = [len(t) for t in tiers]
-    n = sum(sizes)
-    accepted = "accepted: at least 2 texts in at least 2 non-empty tiers, best tier first"
-    if n == 0:
-        raise InvalidRankListError(f"rank list {list_id!r}: no texts; {accepted}", "empty_list")
-    if any(s == 0 for s in sizes):
-        raise InvalidRankListError(f"rank list {list_id!r}: tier {sizes.index(0)} is empty (tier sizes {sizes}); "
-                                   f"{accepted}", "empty_tier")
-    if n == 1:
-        raise InvalidRankListError(f"rank list {list_id!r}: a single text; {accepted}", "single_text")
-    if len(sizes) == 1:
-        raise InvalidRankListError(f"rank list {list_id!r}: all {n} texts are in one tier (tied), so no pair can be "
-                                   f"compared; {accepted}", "one_tier")
-
-
 @dataclass(frozen=True)
 class RankPairs:
     """Index tensors of the cross-tier pairs of a batch of rank lists (see the module docstring)."""
@@ -78,8 +49,9 @@ def build_rank_pairs(lists: Sequence[Sequence[Sized | int]], list_ids: Sequence[
     """Index tensors for ``lists``: each a list of tiers (best first), a tier being its texts or their count.
 
     Texts are numbered in the flattening order list -> tier -> text; for each list every
-    (winner, loser) with tier(winner) < tier(loser) becomes a pair. Invalid lists raise
-    :class:`InvalidRankListError` naming ``list_ids[i]`` (or the position ``i``).
+    (winner, loser) with tier(winner) < tier(loser) becomes a pair. Every list must have at least
+    two tiers, none empty (lists that passed :func:`rlhf.data.ranklist.check_tiers`); one that has
+    not raises ``ValueError`` naming ``list_ids[i]`` (or the position ``i``).
 
     Example: ``[[["a"], ["b", "c"]]]`` -> texts a=0, b=1, c=2; pairs (0,1), (0,2); b, c not compared.
     """
@@ -87,7 +59,10 @@ def build_rank_pairs(lists: Sequence[Sequence[Sized | int]], list_ids: Sequence[
     offset = 0
     for i, tiers in enumerate(lists):
         sizes = [t if isinstance(t, int) else len(t) for t in tiers]
-        check_tiers([range(s) for s in sizes], list_ids[i] if list_ids is not None else i)
+        if len(sizes) < 2 or min(sizes) < 1:
+            name = list_ids[i] if list_ids is not None else i
+            raise ValueError(f"build_rank_pairs: rank list {name!r} has tier sizes {sizes}; expected at least two "
+                             "tiers, none empty (check lists with rlhf.data.ranklist.check_tiers first)")
         tier = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))  # (k,)
         w, l = torch.nonzero(tier[:, None] < tier[None, :], as_tuple=True)  # cross-tier pairs, best first
         text_list.append(torch.full((tier.numel(),), i, dtype=torch.long))

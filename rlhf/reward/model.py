@@ -2,7 +2,10 @@
 
 The RM is ``AutoModelForSequenceClassification(num_labels=1)``. It scores the sequence
 ``[BOS] + prompt + text + [EOS]``: a GPT-2 at its last non-pad token (``config.pad_token_id``
-set), an encoder (BERT, ERNIE) with a linear head on its pooled first token. Batches are always
+set), an encoder (BERT, ERNIE) with a linear head on its pooled first token. ``[BOS]`` is
+:func:`rlhf.tokenizer.start_ids` (the EOS for a tokenizer without BOS); where the pad token is the
+EOS (a tokenizer without one), a causal LM's last non-pad token is the text's last token, in
+training and in PPO alike. Batches are always
 RIGHT-padded before they reach the model: GPT-2's default position ids are then right, and an
 encoder's pooled first token is a real token.
 
@@ -25,22 +28,32 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
                           PreTrainedTokenizerBase)
 
 from rlhf.config import ConfigError
+from rlhf.models.positions import max_positions
 from rlhf.reward.config import RewardModelConfig
-from rlhf.tokenizer import ensure_special_tokens, pad_right
+from rlhf.tokenizer import ensure_special_tokens, pad_right, start_ids
 
 STATS_FILE = "reward_stats.json"
 CONFIG_FILE = "reward_model_config.json"
 ADDED_PAD_TOKEN = "[PAD]"
 
 
-def max_positions(model: PreTrainedModel) -> int | None:
-    """Longest sequence the model's position embeddings allow (None when the config does not say)."""
-    cfg = model.config
-    for name in ("n_positions", "max_position_embeddings"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+def check_reward_stats(stats: Mapping[str, float], source: str) -> dict[str, float]:
+    """``{"mean", "std"}`` as floats, or a ``ValueError`` naming ``source`` (e.g. the stats file).
+
+    The one rule for normalising statistics, checked when a scorer is built or loaded, when it
+    normalises and when stats are saved: the mean must be finite and the std a positive finite
+    number (a std of 0 would turn every normalised score into inf or nan).
+    """
+    try:
+        mean, std = float(stats["mean"]), float(stats["std"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{source}: got {stats!r}; expected {{\"mean\": float, \"std\": float}}") from None
+    if not math.isfinite(mean):
+        raise ValueError(f"{source}: mean = {stats['mean']!r}; expected a finite number")
+    if not (math.isfinite(std) and std > 0):
+        raise ValueError(f"{source}: std = {stats['std']!r}; expected a positive finite number (the spread of the "
+                         "raw scores on dev texts; retrain the reward model or fix the file)")
+    return {"mean": mean, "std": std}
 
 
 def resolve_backbone(cfg: RewardModelConfig, base_dir: str | Path = "models/base") -> str:
@@ -124,7 +137,7 @@ def encode_texts(tok: PreTrainedTokenizerBase, texts: Sequence[str], max_length:
     Returns ``(seqs, truncated)``: ``truncated[i]`` says text i did not fit (so callers count it).
     """
     body = tok(list(texts), add_special_tokens=False)["input_ids"] if len(texts) else []
-    head = [tok.bos_token_id] if tok.bos_token_id is not None else []
+    head = start_ids(tok)  # [BOS], or the EOS for a tokenizer without one (rlhf/tokenizer.py)
     tail = [tok.eos_token_id] if tok.eos_token_id is not None else []
     room = None if max_length is None else max_length - len(head) - len(tail)
     if room is not None and room < 1:
@@ -161,15 +174,23 @@ def right_align(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id: i
 class RewardScorer:
     """A trained reward model with its tokenizer and the dev-score statistics PPO normalises with.
 
-    ``score_texts`` and ``score_ids`` return RAW scores unless ``normalize=True``, which gives
-    ``(score - stats.mean) / stats.std``.
+    The one reward-model scorer: evaluation, ``rlhf score`` and (through
+    :class:`rlhf.ppo.rewards.RewardModelReward`) PPO use it. ``score_texts`` and ``score_ids``
+    return RAW scores unless ``normalize=True``, which gives ``(score - stats.mean) / stats.std``.
+    ``stats`` must pass :func:`check_reward_stats` (``stats_source`` names where they came from
+    in its errors). Sequences longer than ``max_length`` tokens (default: the model's position
+    limit) are cut when given as texts and refused when given as ids.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *,
-                 stats: Mapping[str, float] | None = None, max_length: int | None = None, batch_size: int = 64):
+                 stats: Mapping[str, float] | None = None, max_length: int | None = None, batch_size: int = 64,
+                 stats_source: str = "RewardScorer stats"):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.stats = dict(stats) if stats is not None else None
+        if getattr(model.config, "pad_token_id", None) is None:  # sequence classifiers pool at the last non-pad
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.stats_source = stats_source
+        self.stats = check_reward_stats(stats, stats_source) if stats is not None else None
         self.max_length = max_length or max_positions(model)
         self.batch_size = batch_size
 
@@ -186,11 +207,12 @@ class RewardScorer:
         return encode_texts(self.tokenizer, texts, self.max_length)
 
     def normalize(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(scores - mean) / std`` with the saved dev statistics (std floored at 1e-6)."""
+        """``(scores - mean) / std`` with the saved dev statistics; ``ValueError`` when they are missing or broken."""
         if self.stats is None:
             raise ValueError(f"RewardScorer: no {STATS_FILE} statistics, so scores cannot be normalised; "
                              "pass stats={'mean': ..., 'std': ...} or load a directory that has the file")
-        return (scores - self.stats["mean"]) / max(self.stats["std"], 1e-6)
+        stats = check_reward_stats(self.stats, self.stats_source)
+        return (scores - stats["mean"]) / stats["std"]
 
     def score_encoded(self, seqs: Sequence[Sequence[int]], *, normalize: bool = False,
                       batch_size: int | None = None) -> torch.Tensor:
@@ -225,19 +247,26 @@ class RewardScorer:
                   normalize: bool = False) -> torch.Tensor:
         """Scores (batch,) of token ids (batch, seq) already in the ``[BOS] ... [EOS]`` convention (for PPO).
 
-        Left padding (or padding in the middle) is allowed: rows are right-aligned first. Returns
-        a tensor on the inputs' device, without gradient.
+        Left padding (or padding in the middle) is allowed: rows are right-aligned first, then
+        scored ``batch_size`` rows at a time. Returns a tensor on the inputs' device, without
+        gradient. Raises ``ValueError`` when a sequence is longer than ``max_length``.
         """
-        if self.max_length is not None and int(attention_mask.sum(1).max()) > self.max_length:
-            raise ValueError(f"score_ids: a sequence of {int(attention_mask.sum(1).max())} tokens; expected at most "
-                             f"max_length={self.max_length}")
+        longest = int(attention_mask.sum(1).max()) if attention_mask.numel() else 0
+        if self.max_length is not None and longest > self.max_length:
+            raise ValueError(f"reward model: a sequence of {longest} tokens; expected at most "
+                             f"max_length={self.max_length}; shorten the prompts or the completions")
         ids, mask = right_align(input_ids, attention_mask, self.tokenizer.pad_token_id)
         was_training = self.model.training
         self.model.eval()
+        out = []
         with torch.no_grad():
-            scores = forward_scores(self.model, ids.to(self.device), mask.to(self.device)).float()
+            for start in range(0, ids.shape[0], self.batch_size):
+                chunk_mask = mask[start:start + self.batch_size]
+                width = max(int(chunk_mask.sum(1).max()), 1)  # drop columns that are padding in the whole chunk
+                out.append(forward_scores(self.model, ids[start:start + self.batch_size, :width].to(self.device),
+                                          chunk_mask[:, :width].to(self.device)).float())
         self.model.train(was_training)
-        scores = scores.to(input_ids.device)
+        scores = torch.cat(out).to(input_ids.device)
         return self.normalize(scores) if normalize else scores
 
 
@@ -251,15 +280,12 @@ def reward_stats(scores: torch.Tensor) -> dict[str, float]:
 def save_reward_model(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out_dir: str | Path, *,
                       stats: Mapping[str, float], config: Mapping[str, Any] | None = None) -> Path:
     """Write the RM, its tokenizer, ``reward_stats.json`` and (when given) its training config to ``out_dir``."""
-    for key in ("mean", "std"):
-        if key not in stats or not math.isfinite(float(stats[key])):
-            raise ValueError(f"save_reward_model: stats[{key!r}] = {stats.get(key)!r}; expected a finite float")
+    stats = check_reward_stats(stats, f"save_reward_model({str(out_dir)!r}): stats")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    (out / STATS_FILE).write_text(json.dumps({"mean": float(stats["mean"]), "std": float(stats["std"])}, indent=2)
-                                  + "\n", encoding="utf-8")
+    (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     if config is not None:
         (out / CONFIG_FILE).write_text(json.dumps(dict(config), indent=2, ensure_ascii=False) + "\n",
                                        encoding="utf-8")
@@ -271,7 +297,8 @@ def load_reward_model(path: str | Path, *, max_length: int | None = None, batch_
     """Load a directory written by :func:`save_reward_model` as a :class:`RewardScorer`.
 
     ``max_length`` and ``batch_size`` default to the saved training config's ``max_length`` and
-    ``batch_size_eval`` (else the model's position limit and 64).
+    ``batch_size_eval`` (else the model's position limit and 64). ``reward_stats.json``, when
+    there, must pass :func:`check_reward_stats` (a ``ValueError`` naming the file otherwise).
     """
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -283,7 +310,8 @@ def load_reward_model(path: str | Path, *, max_length: int | None = None, batch_
     stats = json.loads((path / STATS_FILE).read_text(encoding="utf-8")) if (path / STATS_FILE).is_file() else None
     saved = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8")) if (path / CONFIG_FILE).is_file() else {}
     scorer = RewardScorer(model, tok, stats=stats, max_length=max_length or saved.get("max_length"),
-                          batch_size=batch_size or saved.get("batch_size_eval", 64))
+                          batch_size=batch_size or saved.get("batch_size_eval", 64),
+                          stats_source=str(path / STATS_FILE))
     if device is not None:
         scorer.to(device)
     return scorer

@@ -7,6 +7,7 @@ Lists of similar length share a batch (length bucketing, seeded), so padding sta
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 from rlhf.config import to_dict
+from rlhf.distributed import all_sum, gather_strided, is_main, rank_and_world, shard
 from rlhf.models.base_lm import length_bucketed_batches
 from rlhf.reward.config import RewardModelConfig
 from rlhf.reward.evaluate import RankListView, prepare_lists, ranking_metrics
@@ -68,14 +70,41 @@ def score_batch(model: PreTrainedModel, seqs: list[list[int]], pad_id: int, max_
     Returns ``(scores, real_tokens, padded_slots)``; chunks are right-padded.
     """
     chunks = plan_forward_chunks([len(s) for s in seqs], max_tokens)
+    device = next(model.parameters()).device
     parts, real, slots = [], 0, 0
     for idx in chunks:
         ids, mask = pad_right([seqs[i] for i in idx], pad_id)  # (chunk, width)
-        parts.append(forward_scores(model, ids, mask))
+        parts.append(forward_scores(model, ids.to(device), mask.to(device)))
         real += int(mask.sum())
         slots += mask.numel()
     order = torch.tensor([i for idx in chunks for i in idx])
     return torch.cat(parts)[torch.argsort(order)], real, slots
+
+
+class BatchScores(torch.nn.Module):
+    """A step's chunked forwards as ONE module call: ``forward(seqs) -> scores (n_texts,)``.
+
+    Under data parallelism (DDP, FSDP, DeepSpeed through ``accelerate``) a module may be called once
+    per backward; the chunks of a step (:func:`score_batch`) are several calls of the inner model,
+    so the wrapper is what gets prepared. A parameter used by several chunks is fine: its
+    gradient is summed in autograd before the all-reduce hook fires.
+    """
+
+    def __init__(self, model: PreTrainedModel, pad_id: int, max_tokens: int):
+        super().__init__()
+        self.model = model
+        self.pad_id = pad_id
+        self.max_tokens = max_tokens
+
+    def forward(self, seqs: list[list[int]]) -> torch.Tensor:
+        return score_batch(self.model, seqs, self.pad_id, self.max_tokens)[0]
+
+
+def padding_counts(seqs: list[list[int]], max_tokens: int) -> tuple[int, int]:
+    """``(real tokens, padded slots)`` of the forwards :func:`score_batch` makes for ``seqs``."""
+    lengths = [len(s) for s in seqs]
+    chunks = plan_forward_chunks(lengths, max_tokens)
+    return sum(lengths), sum(len(idx) * max(lengths[i] for i in idx) for idx in chunks)
 
 
 def make_optimizer(model: PreTrainedModel, cfg: RewardModelConfig) -> torch.optim.AdamW:
@@ -87,10 +116,16 @@ def make_optimizer(model: PreTrainedModel, cfg: RewardModelConfig) -> torch.opti
                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
 
 
-def dev_evaluation(scorer: RewardScorer, seqs: list[list[int]], pairs, cfg: RewardModelConfig
+def score_all(scorer: RewardScorer, seqs: list[list[int]], batch_size: int, accelerator=None) -> torch.Tensor:
+    """Raw scores (n,) of every sequence; with N processes each scores its strided share, then all gather."""
+    local = scorer.score_encoded(shard(seqs, accelerator), batch_size=batch_size)
+    return gather_strided(local, len(seqs), accelerator)
+
+
+def dev_evaluation(scorer: RewardScorer, seqs: list[list[int]], pairs, cfg: RewardModelConfig, accelerator=None
                    ) -> tuple[dict[str, float], torch.Tensor]:
     """Score all dev texts once; metrics ``dev/loss``, ``dev/pairwise_accuracy``, ... and the raw scores."""
-    scores = scorer.score_encoded(seqs, batch_size=cfg.batch_size_eval)
+    scores = score_all(scorer, seqs, cfg.batch_size_eval, accelerator)
     loss, _ = rank_loss(scores, pairs, margin=cfg.margin, margin_per_tier_gap=cfg.margin_per_tier_gap,
                         center_coef=cfg.center_coef)
     ranking = ranking_metrics(scores, pairs)
@@ -103,7 +138,8 @@ def dev_evaluation(scorer: RewardScorer, seqs: list[list[int]], pairs, cfg: Rewa
 
 def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
                        train_lists: Iterable[Any], dev_lists: Iterable[Any], out_dir: str | Path | None, *,
-                       seed: int, on_step: OnStep | None = None, progress: bool = True) -> dict[str, Any]:
+                       seed: int, on_step: OnStep | None = None, progress: bool = True,
+                       accelerator=None, micro_batches: int = 1) -> dict[str, Any]:
     """Train ``model`` (an RM from :func:`load_reward_backbone`) on rank lists; save the best to ``out_dir``.
 
     AdamW, warm-up then ``cfg.scheduler``, gradient clipping, dev evaluation every
@@ -118,9 +154,15 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
     Writes ``save_reward_model`` files (with ``reward_stats.json`` of the dev scores) to
     ``out_dir`` unless it is None. Returns a summary dict of plain numbers plus ``eval_history``.
     Seed torch before creating the model's score head; ``seed`` here drives batching.
+
+    ``accelerator``: an :class:`accelerate.Accelerator` for a data-parallel run (None: one plain
+    process). Every rank draws the same global batches of ``lists_per_batch`` lists and forwards
+    its strided share of each; the loss of a share is weighted by its share of the batch's lists,
+    so the summed gradient is that of the whole batch and the result does not depend on the
+    process count. ``micro_batches`` > 1 splits a rank's share into that many forward/backward
+    passes of one optimiser step (gradient accumulation: less memory, the same step). Only the
+    main process saves.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     seed_everything(seed)
     train_views, train_skipped = prepare_lists(train_lists, cfg.on_invalid_list)
     dev_views, dev_skipped = prepare_lists(dev_lists, cfg.on_invalid_list)
@@ -138,8 +180,16 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     pad_id = tok.pad_token_id
+    _, world = rank_and_world(accelerator)
+    if accelerator is not None:
+        model.to(accelerator.device)
     scorer = RewardScorer(model, tok, max_length=cfg.max_length, batch_size=cfg.batch_size_eval)
     opt = make_optimizer(model, cfg)
+    forward = BatchScores(model, pad_id, cfg.forward_max_tokens)
+    micro_steps = micro_batches
+    if accelerator is not None:
+        forward, opt = accelerator.prepare(forward, opt)  # DDP / FSDP / DeepSpeed wrapper, device placement
+    progress = progress and is_main(accelerator)
     steps_per_epoch = math.ceil(len(train_views) / cfg.lists_per_batch)
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
@@ -160,15 +210,44 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
     while step < total_steps and not stopped_early:
         for batch in length_bucketed_batches(list_len, cfg.lists_per_batch, rng, cfg.bucket_batches):
             t0, c0 = time.perf_counter(), time.process_time()
-            seqs = [s for i in batch for s in train_seqs[i]]
-            pairs = build_rank_pairs([train_sizes[i] for i in batch], [train_views[i].id for i in batch])
-            scores, n_real, n_slots = score_batch(model, seqs, pad_id, cfg.forward_max_tokens)  # (n_texts,)
-            loss, stats = rank_loss(scores, pairs, margin=cfg.margin, margin_per_tier_gap=cfg.margin_per_tier_gap,
-                                    center_coef=cfg.center_coef)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # this rank's share of the batch's lists, in micro-batches; a rank with no list forwards one with
+            # weight 0, so every rank takes part in every gradient all-reduce
+            mine = shard(batch, accelerator)
+            has_lists = bool(mine)
+            mine = mine or batch[:1]
+            groups = [g for g in (mine[j::micro_steps] for j in range(micro_steps)) if g]
+            # summed over ranks: rank loss x lists, correct pairs, pairs, lists all right, lists, real, slots
+            totals = torch.zeros(7, dtype=torch.float64)
+            for j, group in enumerate(groups):
+                seqs = [s for i in group for s in train_seqs[i]]
+                pairs = build_rank_pairs([train_sizes[i] for i in group], [train_views[i].id for i in group])
+                sync = accelerator.no_sync(forward) if accelerator is not None and j < len(groups) - 1 \
+                    else contextlib.nullcontext()
+                with sync:
+                    scores = forward(seqs)  # (n_texts,)
+                    loss, stats = rank_loss(scores, pairs, margin=cfg.margin,
+                                            margin_per_tier_gap=cfg.margin_per_tier_gap, center_coef=cfg.center_coef)
+                    # mean over this group's lists x (its lists / the batch's lists), x world (DDP averages)
+                    scaled = loss * (len(group) * world / len(batch) if has_lists else 0.0)
+                    if accelerator is not None:
+                        accelerator.backward(scaled)
+                    else:
+                        scaled.backward()
+                if has_lists:
+                    n_real, n_slots = padding_counts(seqs, cfg.forward_max_tokens)
+                    totals += torch.tensor([stats["loss"] * len(group), stats["pair_accuracy"] * pairs.n_pairs,
+                                            pairs.n_pairs, stats["exact_order_accuracy"] * len(group), len(group),
+                                            n_real, n_slots], dtype=torch.float64)
+            totals = all_sum(totals, accelerator)
+            stats = {"loss": float(totals[0] / totals[4]), "pair_accuracy": float(totals[1] / totals[2]),
+                     "exact_order_accuracy": float(totals[3] / totals[4])}
+            n_real, n_slots = int(totals[5]), int(totals[6])
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+            if accelerator is not None:
+                grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+            else:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
             opt.step()
             sched.step()
             step += 1
@@ -185,7 +264,7 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
             last = step >= total_steps
             if dev_pairs is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or last):
                 t1 = time.perf_counter()
-                dev, dev_scores = dev_evaluation(scorer, dev_flat, dev_pairs, cfg)
+                dev, dev_scores = dev_evaluation(scorer, dev_flat, dev_pairs, cfg, accelerator)
                 model.train()
                 eval_s += time.perf_counter() - t1
                 metrics.update(dev)
@@ -216,10 +295,12 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
         stats_scores = best_dev_scores
     else:  # no dev lists: keep the last weights, statistics from the train texts
         best_step = step
-        stats_scores = scorer.score_encoded([s for seqs in train_seqs for s in seqs], batch_size=cfg.batch_size_eval)
+        stats_scores = score_all(scorer, [s for seqs in train_seqs for s in seqs], cfg.batch_size_eval, accelerator)
     rstats = reward_stats(stats_scores)
-    if out_dir is not None:
+    if out_dir is not None and is_main(accelerator):
         save_reward_model(model, tok, out_dir, stats=rstats, config=to_dict(cfg))
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     best_eval = next((h for h in history if h["step"] == best_step), {})
     return {
         "steps": step,

@@ -1,35 +1,35 @@
 """`rlhf schedule` without a Prefect server, and its argument checks (no server is started here)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from flows import schedule
 from tests.smoke.ops_helpers import clean_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def schedule():
-    """``flows.schedule``, imported without leaving its environment defaults in this test process."""
-    saved = dict(os.environ)
-    from flows import schedule
+def test_importing_the_flows_changes_no_environment(tmp_path: Path):
+    """Entry points set the environment up (before Prefect is imported), not an import."""
+    code = ("import os; before = dict(os.environ); import flows.schedule, flows.pipeline, rlhf_cli.main, tasks.stage; "
+            "changed = sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k)); "
+            "assert not changed, changed")
+    env = clean_env(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
-    os.environ.clear()
-    os.environ.update(saved)
-    return schedule
 
-
-def test_check_server_refuses_a_dead_server(schedule):
+def test_check_server_refuses_a_dead_server():
     with pytest.raises(schedule.ServerUnavailable, match="no Prefect server answers at PREFECT_API_URL=http://127.0"):
         schedule.check_server(f"http://127.0.0.1:{free_port()}/api", timeout=1.0)
 
 
-def test_cron_schedule_validates(schedule):
+def test_cron_schedule_validates():
     cron_schedule, flow_parameters = schedule.cron_schedule, schedule.flow_parameters
     assert cron_schedule("0 3 * * *", "Europe/Berlin").cron == "0 3 * * *"
     with pytest.raises(ValueError, match=r"invalid schedule --cron '0 3 \* \*'.*Invalid cron string"):

@@ -20,7 +20,7 @@ STATIC = Path(__file__).resolve().parents[2] / "labeler" / "static"
 @pytest.fixture
 def client(store, generator):
     config = LabelerConfig(sampling=SamplingParams(k=4), max_prompt_chars=20, model_name="fake", model_version="v0")
-    with TestClient(create_app(store, generator, POOL, config, seed=0)) as c:
+    with TestClient(create_app(store, generator, POOL, config, seed=0), base_url="http://localhost") as c:
         yield c
 
 
@@ -167,7 +167,7 @@ def test_skip_undo_and_progress(client, store):
 
 def test_overlap_serves_candidates_another_annotator_ranked(store, generator):
     config = LabelerConfig(sampling=SamplingParams(k=3), overlap=1.0)
-    with TestClient(create_app(store, generator, POOL, config, seed=1)) as client:
+    with TestClient(create_app(store, generator, POOL, config, seed=1), base_url="http://localhost") as client:
         task = new_task(client, "alice")
         submit(client, task, [[0], [1], [2]], "alice")
         repeat = new_task(client, "bob")
@@ -189,7 +189,7 @@ def test_markup_is_stored_as_text_and_escaped_on_every_page(store):
         return [f"{prompt}{MARKUP}{i}" for i in range(sampling.k)]
 
     config = LabelerConfig(sampling=SamplingParams(k=2), max_prompt_chars=200)
-    with TestClient(create_app(store, markup_generator, POOL, config)) as client:
+    with TestClient(create_app(store, markup_generator, POOL, config), base_url="http://localhost") as client:
         task = new_task(client, annotator="<b>eve</b>", prompt="<i>p</i>")
         assert task["candidates"][0]["text"] == f"<i>p</i>{MARKUP}0"  # JSON carries the raw text
         submit(client, task, [[0], [1]], annotator="<b>eve</b>")
@@ -225,11 +225,11 @@ def test_generation_failures_are_clear(store):
     def repetitive(prompt, sampling):
         return [prompt + "好"] * sampling.k
 
-    with TestClient(create_app(store, broken, POOL)) as client:
+    with TestClient(create_app(store, broken, POOL), base_url="http://localhost") as client:
         r = client.post("/api/tasks", json={"annotator": "alice"})
         assert r.status_code == 503 and r.json()["error"] == "generation_failed"
         assert "models/base" in r.json()["detail"]
-    with TestClient(create_app(store, repetitive, POOL)) as client:
+    with TestClient(create_app(store, repetitive, POOL), base_url="http://localhost") as client:
         r = client.post("/api/tasks", json={"annotator": "alice"})
         assert r.status_code == 503 and r.json()["error"] == "too_few_candidates"
 
@@ -246,7 +246,7 @@ def test_generation_does_not_block_other_annotators(store, generator):
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             generating = asyncio.create_task(client.post("/api/tasks", json={"annotator": "alice"}))
             while not started.is_set():
                 await asyncio.sleep(0.01)

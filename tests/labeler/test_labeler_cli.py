@@ -95,12 +95,12 @@ def test_label_builds_the_app_and_serves_it(project, monkeypatch, capsys):
     served = {}
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port))
     args = parse("label", "--model", "my-model", "--k", "3", "--port", "8123", "--db", str(project / "l.db"),
-                 "--host", "0.0.0.0")
+                 "--host", "0.0.0.0", "--allowed-host", "labels.lan")
     assert args.func(args) == 0
     assert (served["host"], served["port"]) == ("0.0.0.0", 8123)
     captured = capsys.readouterr()
     assert "no authentication" in captured.err and "published prompts" in captured.out
-    with TestClient(served["app"]) as client:
+    with TestClient(served["app"], base_url="http://labels.lan:8123") as client:
         config = client.get("/api/config").json()
     assert config["k"] == 3 and config["model"] == "my-model" and len(config["model_version"]) == 12
     assert config["pool_size"] == 4

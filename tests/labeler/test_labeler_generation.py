@@ -11,7 +11,8 @@ from labeler.prompts import load_prompt_pool
 def tiny_model_dir(tmp_path_factory):
     """A save_pretrained GPT-2 of 1 layer on a char vocabulary: built here, nothing downloaded."""
     from rlhf.config import from_dict
-    from rlhf.models.base_lm import BaseConfig, build_gpt2
+    from rlhf.models.base_lm import build_gpt2
+    from rlhf.models.config import BaseConfig
     from rlhf.tokenizer import build_char_tokenizer
 
     root = tmp_path_factory.mktemp("project")
@@ -39,8 +40,20 @@ def test_model_generator_is_lazy_seeded_and_continues_the_prompt(tiny_model_dir)
 
 def test_prompt_too_long_for_the_model_is_a_clear_error(tiny_model_dir):
     generator = ModelGenerator(str(tiny_model_dir / "models" / "base"), tiny_model_dir)
-    with pytest.raises(ValueError, match="positions"):
+    with pytest.raises(ValueError, match=r"prompt of 61 tokens \+ max_new_tokens=16 exceeds the model's 64 positions"):
         generator("好" * 60, SamplingParams(k=2, max_new_tokens=16))
+
+
+def test_candidates_come_from_the_shared_sampler(tiny_model_dir):
+    """The app's candidates are what PPO's sampler draws for the same seed (rlhf.sampling)."""
+    from rlhf.sampling import sample_completions
+
+    generator = ModelGenerator("base", tiny_model_dir)
+    sampling = SamplingParams(k=3, seed=5, max_new_tokens=6, temperature=0.8, top_k=10, top_p=0.9)
+    texts = generator("物流", sampling)
+    completions = sample_completions(generator._model, generator._tok, ["物流"], n=3, max_new_tokens=6, seed=5,
+                                     temperature=0.8, top_k=10, top_p=0.9)[0]
+    assert texts == ["物流" + c for c in completions]
 
 
 def test_resolve_model_specs(tiny_model_dir, tmp_path):
@@ -90,7 +103,7 @@ def test_the_app_serves_model_candidates_and_stores_the_version(tiny_model_dir, 
     generator = ModelGenerator("base", tiny_model_dir)
     app = create_app(store, generator, ["物流"], LabelerConfig(sampling=SamplingParams(k=3, max_new_tokens=5)))
     for _ in range(2):  # the generation thread comes back after the app restarts
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:
             task = client.post("/api/tasks", json={"annotator": "a", "seed": 4}).json()
             assert client.post("/api/labels", json={"annotator": "a", "task_id": task["task_id"],
                                                     "tiers": [[0], [1, 2]]}).status_code == 201

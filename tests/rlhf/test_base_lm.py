@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from rlhf.config import from_dict
-from rlhf.models.base_lm import (BaseConfig, bootstrap_base, length_bucketed_batches, load_causal_lm, perplexity,
-                                 sample_texts)
+from rlhf.models.base_lm import bootstrap_base, length_bucketed_batches, load_causal_lm, perplexity
+from rlhf.models.config import BaseConfig
+from rlhf.sampling import sample_completions
 
 TINY = {"n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32, "max_length": 16, "batch_size": 8,
         "warmup_steps": 2, "learning_rate": 5e-3}
@@ -50,11 +51,12 @@ def test_perplexity_of_a_uniform_model_is_the_vocab_size():
 
 
 def test_samples_continue_the_prompt(tmp_path):
+    """The base stage's printed samples come from the one sampler, seeded."""
     cfg = from_dict(BaseConfig, {**TINY, "steps": 60})
     model, tok, _ = bootstrap_base(cfg, TEXTS, seed=0, progress=False)
-    out = sample_texts(model, tok, ["这个"], max_new_tokens=4, seed=1, num_return_sequences=3)
-    assert len(out) == 3 and all(s.startswith("这个") for s in out)
-    assert sum(s.startswith("这个很好") for s in out) >= 2
+    out = sample_completions(model, tok, ["这个"], n=3, max_new_tokens=4, seed=1)[0]
+    assert len(out) == 3 and out == sample_completions(model, tok, ["这个"], n=3, max_new_tokens=4, seed=1)[0]
+    assert all(c.startswith("很") for c in out)  # the corpus: "这个" is always followed by "很"
 
 
 def test_load_missing_path_is_a_clear_error(tmp_path):

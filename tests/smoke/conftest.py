@@ -57,9 +57,9 @@ def rlhf(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedP
     return proc
 
 
-@pytest.fixture(scope="session")
-def smoke_project(tmp_path_factory) -> Path:
-    """The tiny-profile project after one ``rlhf run`` (shared by the smoke tests)."""
+def build_smoke_project(tmp_path_factory) -> Path:
+    """The tiny-profile project after one ``rlhf run``: the ``smoke_project`` fixture (tests/conftest.py,
+    so the smoke and the fault tests share one build per session)."""
     project = copy_project(tmp_path_factory.mktemp("smoke") / "project")
     proc = rlhf(project, "run")
     (project / "first_run.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")

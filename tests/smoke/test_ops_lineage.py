@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.lineage import stage_outs, stage_param_keys
+from rlhf_ops.lineage import stage_outs, stage_param_keys
 from tests.smoke.conftest import rlhf
 
 pytestmark = pytest.mark.slow

@@ -58,7 +58,7 @@ def server_env(tmp_path, monkeypatch):
 def test_tracking_server_stage_runs_registry_and_compare(server_env, tmp_path):
     import mlflow
 
-    from tasks import registry, tracking
+    from rlhf_ops import registry, tracking
 
     url, project, server_root = server_env
     versions = []

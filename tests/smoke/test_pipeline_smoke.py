@@ -48,6 +48,21 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
         curve = list(csv.DictReader(f))
     assert [int(r["iteration"]) for r in curve] == [1, 2, 3]  # ppo.iterations of the tiny profile
     assert all(0.0 <= float(r["objective/ngram_overlap"]) <= 1.0 for r in curve)
+    # The yardsticks outside the models (issue 17): the linear baseline and the robustness set next to the
+    # reward model, the fluency yardstick next to the judge.
+    rm = json.loads((p / "metrics/evaluate_reward_model.json").read_text())
+    assert rm["baseline"]["kind"] == "tfidf_logreg" and rm["baseline"]["n_lists"] == rm["n_lists"]
+    for key in ("pairwise_accuracy", "exact_order_accuracy", "kendall_tau_b"):
+        assert -1.0 <= rm["baseline"][key] <= 1.0
+        assert key in rm["vs_baseline"]
+    assert set(rm["robustness"]) == {"no_punctuation", "nfkc", "drop_chars", "first_chars", "prompt_prefix"}
+    assert all({"model", "baseline"} <= set(entry) for entry in rm["robustness"].values())
+    assert (p / "reports/reward_model/robustness.csv").is_file()
+    yardstick = json.loads((p / "metrics/evaluate_samples.json").read_text())["yardstick"]
+    assert yardstick["order"] == 4 and yardstick["n_fit_texts"] > 0
+    for model in ("base", "tuned"):
+        assert set(yardstick[model]) == {"perplexity", "real_perplexity", "ratio", "n_chars"}
+        assert yardstick[model]["n_chars"] == 0 or yardstick[model]["real_perplexity"] > 1.0
 
     runs = _runs(p)
     parents = [r for r in runs if r["tags"].get("rlhf.kind") == "pipeline"]
@@ -59,6 +74,9 @@ def test_first_run_writes_outputs_lock_and_runs(smoke_project: Path):
         assert run["tags"]["rlhf.stage"] == stage
         assert len(run["tags"]["git.commit"]) == 40
     assert children["base"]["metrics"]["dev_perplexity"] > 1.0
+    assert children["evaluate_reward_model"]["metrics"]["baseline.pairwise_accuracy"] == \
+        pytest.approx(rm["baseline"]["pairwise_accuracy"])
+    assert children["evaluate_reward_model"]["tags"]["rlhf.baseline.kind"] == "tfidf_logreg"
     # Prefect ran offline with its home inside the project.
     assert (p / ".prefect").is_dir()
     assert "RLHF pipeline run" in (p / "first_run.log").read_text()

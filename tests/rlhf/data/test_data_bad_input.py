@@ -101,7 +101,7 @@ def test_skip_mode_counts_the_reason_and_keeps_the_rest(tmp_path, reason, name, 
 def test_empty_file_is_always_an_error(tmp_path, on_error, content):
     path = tmp_path / "e.csv"
     path.write_bytes(content)
-    with pytest.raises(DataError, match="e.csv: empty file: nothing to prepare"):
+    with pytest.raises(DataError, match="e.csv: empty file: no records to read"):
         read_labelled(path, RejectCounter(on_error))
 
 

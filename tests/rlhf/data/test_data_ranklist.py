@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from rlhf.data.errors import DataError
-from rlhf.data.ranklist import (RankList, drop_duplicate_ranklists, ranklist_from_dict, read_published_tsv,
-                                read_ranklists, write_ranklists)
+from rlhf.data.errors import REJECT_REASONS, DataError, InvalidRecord
+from rlhf.data.ranklist import (RankList, check_tiers, drop_duplicate_ranklists, ranklist_from_dict,
+                                read_published_tsv, read_ranklists, write_ranklists)
 
 
 def test_pairs_are_cross_tier_only_best_first():
@@ -18,6 +18,23 @@ def test_pairs_are_cross_tier_only_best_first():
 def test_pairs_of_two_tied_tiers():
     rl = RankList(id="x", prompt="", tiers=[["p1", "p2"], ["n1", "n2"]])
     assert sorted(rl.pairs()) == [("p1", "n1"), ("p1", "n2"), ("p2", "n1"), ("p2", "n2")]
+
+
+@pytest.mark.parametrize("tiers, reason", [
+    ([["a"], [""]], "empty_text"),
+    ([["a"], ["b"], ["c" * 9]], "over_max_chars"),
+    ([["a"], []], "empty_tier"),
+    ([["only"]], "single_text"),
+    ([], "single_text"),
+    ([["a"], ["b", "a"]], "duplicate_text"),
+    ([["a", "b", "c"]], "single_tier"),
+])
+def test_check_tiers_reasons(tiers, reason):
+    """The one rank-list check (prepare, the labeller and the reward model use it) and its reason codes."""
+    with pytest.raises(InvalidRecord) as info:
+        check_tiers(tiers, max_chars=8)
+    assert info.value.reason == reason and reason in REJECT_REASONS
+    check_tiers([["a"], ["b", "c"]], max_chars=8)  # a valid list passes
 
 
 def test_write_then_read_round_trips(tmp_path):

@@ -1,8 +1,7 @@
-"""Sampling, KL, perplexity and the whole base-vs-tuned evaluation on tiny random GPT-2s."""
+"""Sampling, KL, NLL and the whole base-vs-tuned evaluation on tiny random GPT-2s."""
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -10,10 +9,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from rlhf.config import from_dict
+from rlhf.evaluation.config import EvalConfig
 from rlhf.evaluation.promotion import decide_promotion
-from rlhf.evaluation.samples import (EvalConfig, evaluate_policy, perplexity, response_logprobs,
-                                     response_mask_after_eos, sample, select_eval_prompts, sequence_kl)
-from rlhf.judge import Judge, JudgeConfig, load_judge
+from rlhf.evaluation.samples import (evaluate_policy, response_logprobs, response_nll, sample, select_eval_prompts,
+                                     sequence_kl)
+from rlhf.judge.base import Judge
+from rlhf.judge.config import JudgeConfig
+from rlhf.judge.loader import load_judge
 from rlhf.tokenizer import build_char_tokenizer
 
 PUBLISHED = ["刚收到货，感觉", "这部电影很", "说实话，真的很", "这次购物总的来说体验很"]
@@ -61,13 +63,6 @@ def degenerate_gpt2(tok, char: str = "好") -> GPT2LMHeadModel:
 CFG = EvalConfig(samples_per_prompt=4, batch_size=5, max_new_tokens=8)
 
 
-def test_response_mask_after_first_eos():
-    ids = torch.tensor([[5, 3, 7, 3], [5, 6, 7, 8], [3, 0, 0, 0]])
-    mask, eos = response_mask_after_eos(ids, eos_id=3)
-    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
-    assert eos.tolist() == [True, False, True]
-
-
 def test_sample_shapes_masks_and_decoding(tok, base):
     batch = sample(base, tok, PUBLISHED, 6, CFG, seed=0)
     n, T = 24, CFG.max_new_tokens
@@ -95,6 +90,16 @@ def test_sample_is_seeded(tok, base):
     assert not torch.equal(a.response_ids, c.response_ids)
 
 
+def test_evaluation_samples_with_the_sampler_ppo_trains_with(tok, base):
+    """The one sampler: the same seed and batches give evaluation the completions `sample_completions` gives."""
+    from rlhf.sampling import sample_completions
+
+    batch = sample(base, tok, PUBLISHED[:2], 3, CFG, seed=7)
+    shared = sample_completions(base, tok, PUBLISHED[:2], n=3, max_new_tokens=CFG.max_new_tokens, seed=7,
+                                batch_size=CFG.batch_size)
+    assert batch.completions == [c for row in shared for c in row]
+
+
 def test_response_logprobs_match_unpadded_single_forwards(tok, base):
     batch = sample(base, tok, PUBLISHED, 1, CFG, seed=0)  # prompts of 5..11 chars: left padding differs
     lp = response_logprobs(base, batch, temperature=0.7, batch_size=3)
@@ -108,15 +113,16 @@ def test_response_logprobs_match_unpadded_single_forwards(tok, base):
         assert (lp[i, len(r):] == 0).all()
 
 
-def test_sequence_kl_and_perplexity_by_hand(tok, base, policy):
+def test_sequence_kl_and_response_nll_by_hand(tok, base, policy):
     batch = sample(policy, tok, PUBLISHED[:2], 2, CFG, seed=3)
     assert torch.equal(sequence_kl(base, base, batch), torch.zeros(len(batch)))
     kl = sequence_kl(policy, base, batch)
     pol_lp, ref_lp = response_logprobs(policy, batch), response_logprobs(base, batch)
     torch.testing.assert_close(kl, (pol_lp - ref_lp).sum(-1))
     assert kl.shape == (4,) and kl.abs().sum() > 0
-    nll = -ref_lp.sum()
-    assert perplexity(base, batch) == pytest.approx(math.exp(float(nll / batch.response_mask.sum())), rel=1e-5)
+    nll, count = response_nll(base, batch)
+    torch.testing.assert_close(nll, -ref_lp.sum(-1))
+    assert count.tolist() == batch.response_mask.sum(-1).float().tolist()  # the EOS counts: it is a token chosen
 
 
 def test_select_eval_prompts():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from rlhf.ppo.core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards,
-                           entropy_from_logits, entropy_from_logprobs, kl_penalty, logprobs_from_logits,
-                           masked_mean, masked_var, masked_whiten, policy_loss, value_loss)
+                           entropy_from_logprobs, kl_penalty, logprobs_from_logits, masked_mean, masked_var,
+                           masked_whiten, policy_loss, value_loss)
 
 approx = lambda values, **kw: pytest.approx(values, abs=1e-5, **kw)  # noqa: E731
 
@@ -26,12 +26,14 @@ def test_logprobs_from_logits_matches_log_softmax_gather():
     assert logprobs_from_logits(two, torch.tensor([[1]])).item() == approx(math.log(0.75))
 
 
-def test_entropy_from_logits_by_hand():
-    uniform = torch.zeros(1, 1, 4)
-    assert entropy_from_logits(uniform).item() == approx(math.log(4))
+def test_entropy_from_logprobs_by_hand():
+    """As the update computes it: from the log-softmax of the (temperature-scaled) logits."""
+    uniform = torch.log_softmax(torch.zeros(1, 1, 4), -1)
+    assert entropy_from_logprobs(uniform).item() == approx(math.log(4))
     p = torch.tensor([0.5, 0.25, 0.25])
     # H = 0.5 ln 2 + 2 * 0.25 ln 4 = 1.5 ln 2; logits shifted by a constant give the same entropy
-    assert entropy_from_logits((p.log() + 3.0).view(1, 1, 3)).item() == approx(1.5 * math.log(2))
+    assert entropy_from_logprobs(torch.log_softmax((p.log() + 3.0).view(1, 1, 3), -1)).item() == approx(
+        1.5 * math.log(2))
     assert entropy_from_logprobs(p.log().view(1, 1, 3)).item() == approx(1.5 * math.log(2))
 
 

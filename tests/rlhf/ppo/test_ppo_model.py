@@ -3,7 +3,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rlhf.ppo.model import VALUE_HEAD_FILE, PolicyWithValueHead, position_ids_from_mask, response_logits
-from rlhf.ppo.rollout import encode_prompts
+from rlhf.sampling import encode_prompts
 
 
 def test_position_ids_from_left_padded_mask():

@@ -1,25 +1,14 @@
-"""Rollout: EOS masking, flags, and log-probs that agree with a plain forward."""
+"""Rollout: EOS masking, flags, and log-probs that agree with a plain forward.
+
+The sampler itself is tested in tests/rlhf/test_sampling.py.
+"""
+import pytest
 import torch
 
 from rlhf.ppo.core import logprobs_from_logits
-from rlhf.ppo.generate import sample_completions
 from rlhf.ppo.model import PolicyWithValueHead
-from rlhf.ppo.rollout import decode_completions, encode_prompts, response_mask_after_eos, rollout
-
-
-def test_mask_keeps_first_eos_and_drops_everything_after():
-    eos = 3
-    responses = torch.tensor([[5, 3, 6, 3], [5, 6, 7, 8], [3, 5, 5, 5]])
-    mask, ended = response_mask_after_eos(responses, eos)
-    assert mask.tolist() == [[True, True, False, False], [True, True, True, True], [True, False, False, False]]
-    assert ended.tolist() == [True, False, True]
-
-
-def test_prompts_start_with_bos_and_are_left_padded(tok):
-    ids, mask = encode_prompts(tok, ["好的", "哈"])
-    assert ids[0].tolist() == [tok.bos_token_id] + tok.convert_tokens_to_ids(["好", "的"])
-    assert ids[1, 0].item() == tok.pad_token_id and ids[1, 1].item() == tok.bos_token_id
-    assert mask.tolist() == [[1, 1, 1], [0, 1, 1]]
+from rlhf.ppo.rollout import decode_completions, rollout
+from rlhf.sampling import sample_completions
 
 
 def test_rollout_masks_after_eos_and_matches_plain_forward(tok, make_lm):
@@ -65,28 +54,17 @@ def test_rollout_of_identical_policy_and_reference_has_zero_kl(tok, make_lm):
     assert torch.equal(batch.logprobs, batch.ref_logprobs)
 
 
-def test_sample_completions_is_seeded_and_shaped(tok, make_lm):
-    lm = make_lm()
-    state = torch.get_rng_state()
-    a = sample_completions(lm, tok, ["好的", "哈"], n=3, max_new_tokens=5, seed=7)
-    b = sample_completions(lm, tok, ["好的", "哈"], n=3, max_new_tokens=5, seed=7)
-    assert torch.equal(state, torch.get_rng_state())  # the caller's RNG is untouched
-    assert a == b and len(a) == 2 and all(len(x) == 3 for x in a)
-    assert a != sample_completions(lm, tok, ["好的", "哈"], n=3, max_new_tokens=5, seed=8)
-    assert all(len(c) <= 5 for row in a for c in row)
+def test_rollout_samples_what_the_shared_sampler_samples(tok, make_lm):
+    """PPO's rollout and every other user (evaluation, the app, `rlhf generate`) draw the same completions."""
+    lm, ref, prompts = make_lm(), make_lm(seed=1), ["好的", "哈", "东西"]
+    policy = PolicyWithValueHead(lm)  # before seeding: a fresh value head draws from the global RNG
+    torch.manual_seed(5)
+    batch = rollout(policy, ref, tok, prompts, max_new_tokens=5)
+    shared = sample_completions(lm, tok, prompts, n=1, max_new_tokens=5, seed=5, batch_size=len(prompts))
+    assert decode_completions(tok, batch) == [row[0] for row in shared]
 
 
-def test_inverse_cdf_sampler_draws_from_the_softmax():
-    from rlhf.ppo.rollout import InverseCDFSampler, sampling_processors
-
-    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
-    scores = probs.log().expand(20000, 4).clone()
-    torch.manual_seed(0)
-    out = InverseCDFSampler()(None, scores)
-    assert torch.isinf(out).sum(-1).eq(3).all()  # exactly one finite score per row: greedy picks it
-    counts = torch.bincount(out.argmax(-1), minlength=4).float() / 20000
-    assert counts[3] == 0  # a zero-probability token is never drawn
-    assert torch.allclose(counts[:3], probs[:3], atol=0.015), counts
-    # with top_k=1 only the most likely token survives
-    top1 = sampling_processors(top_k=1)(None, scores[:100].clone())
-    assert (top1.argmax(-1) == 0).all()
+def test_rollout_refuses_prompts_that_do_not_fit_the_policy(tok, make_lm):
+    policy = PolicyWithValueHead(make_lm())  # 64 positions
+    with pytest.raises(ValueError, match=r"prompt of 61 tokens \+ max_new_tokens=6 exceeds the model's 64 positions"):
+        rollout(policy, make_lm(), tok, ["好" * 60], max_new_tokens=6)

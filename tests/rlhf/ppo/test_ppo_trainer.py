@@ -7,9 +7,10 @@ import torch
 from rlhf.ppo.checkpoint import latest_checkpoint
 from rlhf.ppo.config import PPOConfig
 from rlhf.ppo.model import PolicyWithValueHead
-from rlhf.ppo.rewards import CharShareReward
-from rlhf.ppo.trainer import PromptSampler, train_ppo
+from rlhf.ppo.trainer import PromptSampler, run_fingerprint, train_ppo
 from transformers import AutoModelForCausalLM
+
+from tests.rlhf.ppo.toy_rewards import CharShareReward
 
 PROMPTS = ["哈", "东西"]
 TIMING = ("eps", "time/rollout", "time/reward", "time/update")
@@ -138,6 +139,22 @@ def test_resume_refuses_a_checkpoint_of_a_different_run(tmp_path, tok, make_lm):
     with pytest.raises(ValueError, match="different run"):
         train_ppo(small_cfg(iterations=3, checkpoint_every=1, batch_size=8), make_lm(), None, tok,
                   CharShareReward("好"), PROMPTS, tmp_path, seed=0, progress=False)
+
+
+def test_run_fingerprint_covers_what_changes_the_run():
+    cfg, inputs = small_cfg(), {"base": "b1", "reward_model": "r1"}
+    key = run_fingerprint(cfg, PROMPTS, 0, inputs)
+    assert len(key) == 16 and key == run_fingerprint(small_cfg(), list(PROMPTS), 0, dict(inputs))
+    # What changes no result: logging, checkpoints, threads; the iteration count under a constant lr.
+    assert key == run_fingerprint(small_cfg(iterations=40, sample_every=3, checkpoint_every=5, threads=2), PROMPTS, 0,
+                                  inputs)
+    changed = [small_cfg(batch_size=8), small_cfg(lr=1e-3)]
+    assert all(run_fingerprint(c, PROMPTS, 0, inputs) != key for c in changed)
+    assert run_fingerprint(cfg, PROMPTS[:1], 0, inputs) != key and run_fingerprint(cfg, PROMPTS, 1, inputs) != key
+    assert run_fingerprint(cfg, PROMPTS, 0, {**inputs, "reward_model": "r2"}) != key  # another reward model
+    linear = small_cfg(lr_schedule="linear")  # the lr decays over `iterations`: a longer run is another run
+    assert run_fingerprint(linear, PROMPTS, 0) != run_fingerprint(small_cfg(lr_schedule="linear", iterations=8),
+                                                                  PROMPTS, 0)
 
 
 def test_novelty_coef_counters_collapse_onto_one_phrase(tmp_path, tok, make_lm):

@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from rlhf.reward.evaluate import (as_rank_list, by_list_length, evaluate_reward_model, kendall_tau_b, prepare_lists,
-                                  ranking_metrics)
-from rlhf.reward.loss import InvalidRankListError, build_rank_pairs
+from rlhf.reward.evaluate import (InvalidRankListError, as_rank_list, by_list_length, evaluate_reward_model,
+                                  kendall_tau_b, prepare_lists, ranking_metrics)
+from rlhf.reward.loss import build_rank_pairs
 
 
 class LexiconScorer:
@@ -95,11 +95,11 @@ def test_bad_lists_raise_with_id_or_are_skipped_and_counted():
     lists = [{"id": "ok", "tiers": [["好"], ["差"]]},
              {"id": "lonely", "tiers": [["好"]]},
              {"id": "flat", "tiers": [["好", "差"]]}]
-    with pytest.raises(InvalidRankListError, match="'lonely'.*single text"):
+    with pytest.raises(InvalidRankListError, match="'lonely'.*at least two texts"):
         evaluate_reward_model(LexiconScorer(), lists)
     out = evaluate_reward_model(LexiconScorer(), lists, on_invalid="skip")
     m = out["metrics"]
-    assert (m["n_lists"], m["n_lists_skipped"], m["skipped_single_text"], m["skipped_one_tier"]) == (1, 2, 1, 1)
+    assert (m["n_lists"], m["n_lists_skipped"], m["skipped_single_text"], m["skipped_single_tier"]) == (1, 2, 1, 1)
     with pytest.raises(ValueError, match="no valid rank list"):
         evaluate_reward_model(LexiconScorer(), lists[1:], on_invalid="skip")
 
@@ -111,7 +111,7 @@ def test_rank_list_shapes_accepted():
     assert as_rank_list(Obj(), 0).texts() == ["p:x", "p:y"]
     assert as_rank_list([["x"], ["y", "z"]], 4).id == "#4"
     views, skipped = prepare_lists([{"id": "d", "tiers": "not tiers"}], on_invalid="skip")
-    assert views == [] and skipped == {"bad_tiers": 1}
+    assert views == [] and skipped == {"invalid_field": 1}
 
 
 def test_by_list_length_groups():

@@ -130,6 +130,38 @@ def test_save_and_load_round_trip(base_dir, tmp_path):
         save_reward_model(model, tok, tmp_path / "rm2", stats={"mean": float("nan"), "std": 1.0})
 
 
+def test_one_rule_for_the_stats_std_at_load_normalize_and_save(base_dir, tmp_path):
+    model, tok = load_reward_backbone(cfg(), base_dir)
+    save_reward_model(model, tok, tmp_path / "rm", stats={"mean": 0.5, "std": 2.0})
+    stats_file = tmp_path / "rm" / "reward_stats.json"
+    for std in (0.0, -2.0, "nan", None):
+        stats_file.write_text(json.dumps({"mean": 0.5, "std": std}).replace('"nan"', "NaN"))
+        with pytest.raises(ValueError, match=rf"{stats_file}: .*expected"):  # at load time, naming the file
+            load_reward_model(tmp_path / "rm")
+    with pytest.raises(ValueError, match=r"std = 0.0; expected a positive finite number"):
+        RewardScorer(model, tok, stats={"mean": 0.0, "std": 0.0})
+    scorer = RewardScorer(model, tok, stats={"mean": 0.0, "std": 2.0}, stats_source="my_stats.json")
+    assert scorer.normalize(torch.tensor([4.0])).tolist() == [2.0]
+    scorer.stats["std"] = 0.0  # no silent floor: the same error when normalising
+    with pytest.raises(ValueError, match=r"my_stats.json: std = 0.0"):
+        scorer.normalize(torch.tensor([4.0]))
+    with pytest.raises(ValueError, match="no reward_stats.json statistics"):
+        RewardScorer(model, tok).normalize(torch.tensor([4.0]))
+    with pytest.raises(ValueError, match="positive finite"):
+        save_reward_model(model, tok, tmp_path / "rm3", stats={"mean": 0.0, "std": 0.0})
+
+
+def test_score_ids_refuses_sequences_longer_than_max_length(base_dir):
+    model, tok = load_reward_backbone(cfg(), base_dir)
+    scorer = RewardScorer(model, tok, max_length=8)
+    seqs, truncated = scorer.encode(["非常满意，下次还来买这个东西"])  # texts are cut to max_length ...
+    assert truncated == [True] and len(seqs[0]) == 8
+    ids, mask = pad_left([[tok.bos_token_id] + [tok.unk_token_id] * 8 + [tok.eos_token_id]], tok.pad_token_id)
+    with pytest.raises(ValueError, match=r"a sequence of 10 tokens; expected at most max_length=8"):  # ... ids refused
+        scorer.score_ids(ids, mask)
+    assert RewardScorer(model, tok).max_length == 64  # by default: the model's positions
+
+
 def test_encoder_backbone_with_pooled_head(tmp_path):
     tok = build_char_tokenizer(TEXTS)
     torch.manual_seed(0)

@@ -1,33 +1,19 @@
 """Training the RM: a behavioural check on a toy task, reproducibility, early stopping, bad input."""
 import json
-import random
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf.config import from_dict
-from rlhf.reward import (RewardModelConfig, evaluate_reward_model, load_reward_backbone, load_reward_model,
-                         train_reward_model)
+from rlhf.reward.config import RewardModelConfig
+from rlhf.reward.evaluate import evaluate_reward_model
+from rlhf.reward.model import load_reward_backbone, load_reward_model
+from rlhf.reward.train import train_reward_model
 from rlhf.reward.model import forward_scores
 from rlhf.reward.train import plan_forward_chunks, score_batch
 from rlhf.tokenizer import pad_right
-
-FILLER = "这个东西质量服务物流价格包装颜色味道感觉真的很还是有点"
-
-
-def toy_lists(n, seed):
-    """K=4 lists: 2 texts containing 好 (tied best) above 2 containing 差; the rest is random filler."""
-    rng = random.Random(seed)
-
-    def text(mark):
-        chars = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
-        chars.insert(rng.randint(0, len(chars)), mark)
-        return "".join(chars)
-
-    return [{"id": f"toy-{seed}-{i}", "prompt": "", "tiers": [[text("好"), text("好")], [text("差"), text("差")]]}
-            for i in range(n)]
-
+from tests.toys import FILLER, toy_lists
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):

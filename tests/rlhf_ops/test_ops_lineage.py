@@ -1,4 +1,4 @@
-"""tasks.lineage computes the md5s DVC writes to dvc.lock (files, directories, .dvcignore honoured)."""
+"""rlhf_ops.lineage computes the md5s DVC writes to dvc.lock (files, directories, .dvcignore honoured)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks import lineage
+from rlhf_ops import lineage
 
 DVC_YAML = """\
 stages:
@@ -54,10 +54,11 @@ def test_hashes_match_dvc_lock(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    lock = lineage.lock_deps(tmp_path, "train")
+    locked = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]["train"]
+    lock = {d["path"]: d["md5"] for d in locked["deps"]}
     assert set(lock) == {"data", "code.py"} and lock["data"].endswith(".dir")
     assert lineage.hashes(tmp_path, lineage.stage_deps(tmp_path, "train")) == lock
-    lock_outs = {o["path"]: o["md5"] for o in yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]["train"]["outs"]}
+    lock_outs = {o["path"]: o["md5"] for o in locked["outs"]}
     assert lineage.hashes(tmp_path, lineage.stage_outs(tmp_path, "train")) == {"out.txt": lock_outs["out.txt"]}
 
 

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,43 +10,10 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 
 from rlhf_cli.main import main  # noqa: E402
-from tasks import registry  # noqa: E402
-from tasks.compare import params_diff, summarize  # noqa: E402
+from rlhf_ops import registry  # noqa: E402
+from rlhf_ops.compare import params_diff, summarize  # noqa: E402
 
 RM_OUT, RM_TEST = "dvc.out.models/reward_model", "dvc.dep.data/prepared/ranklists/test.jsonl"
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory) -> Path:
-    """An initialised, empty MLflow SQLite database (its schema migrations run once, not per test)."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "art").as_uri())
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, empty_db):
-    """An empty SQLite MLflow store in tmp, used by this process and by in-process `rlhf` calls."""
-    saved = dict(os.environ)
-    shutil.copy(empty_db, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
-    monkeypatch.setattr(registry_utils, "_registry_uri", None)
-    for var in ("MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
-        os.environ.pop(var, None)
-    os.environ.update(MLFLOW_TRACKING_URI=uri, RLHF_PROJECT_ROOT=str(tmp_path), PREFECT_HOME=str(tmp_path / ".prefect"),
-                      COLUMNS="250")  # rich's width when not a terminal
-    monkeypatch.chdir(tmp_path)
-    client = MlflowClient()
-    exp = client.create_experiment("rlhf-pipeline", artifact_location=(tmp_path / "mlartifacts").as_uri())
-    yield client, exp
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 class Runs:
@@ -96,7 +60,8 @@ def _rm_store(client, exp) -> dict:
     e1 = runs.add("evaluate_reward_model", parent=p1, params={"seed": 0},
                   tags={"dvc.dep.models/reward_model": "h1.dir", RM_TEST: "test1", "git.commit": commit,
                         "git.dirty": "false"},
-                  metrics={"pairwise_accuracy": 0.8, "exact_order_accuracy": 0.5, "kendall_tau_b": 0.6})
+                  metrics={"pairwise_accuracy": 0.8, "exact_order_accuracy": 0.5, "kendall_tau_b": 0.6,
+                           "baseline.pairwise_accuracy": 0.75, "baseline.exact_order_accuracy": 0.45})
     ids["v1"] = _register(client, registry.REWARD_MODEL, e1, {"rlhf.eval.pairwise_accuracy": 0.8})
     registry.promote(registry.REWARD_MODEL, ids["v1"], reason="first version")
     # v2: another learning rate; a later pipeline's *skipped* record of train_reward_model carries the
@@ -134,7 +99,8 @@ def test_compare_reward_model_lineage_metrics_and_params_diff(store):
     v1, v2, v3 = by_version["1"], by_version["2"], by_version["3"]
     assert v1["aliases"] == ["champion"] and v1["params_diff"] == {}
     assert v1["training_run_id"] == ids["t1"]
-    assert v1["metrics"] == {"pairwise_accuracy": 0.8, "exact_order_accuracy": 0.5, "kendall_tau_b": 0.6}
+    assert v1["metrics"] == {"pairwise_accuracy": 0.8, "exact_order_accuracy": 0.5, "kendall_tau_b": 0.6,
+                             "baseline.pairwise_accuracy": 0.75, "baseline.exact_order_accuracy": 0.45}
     assert v1["data_hash"] == "d1" * 16 and v1["eval_data_hash"] == "test1"
     assert v1["data_deps"] == {"data/prepared/ranklists/train.jsonl": "tr1"}  # code deps left out
     assert v1["git_commit"] == "a" * 40 and v1["git_dirty"] is False
@@ -162,7 +128,8 @@ def test_compare_cli_table_json_and_promote(store, capsys):
     assert main(["compare", "reward-model", "--all-params"]) == 0
     out = capsys.readouterr().out
     for text in ("reward-model: 3 version(s), champion v1", "v2", "challenger", "champion",
-                 "reward_model.learning_rate=0.0003", "0.7000", "d1d1d1d1", "aaaaaaaa", "bbbbbbbb*"):
+                 "reward_model.learning_rate=0.0003", "0.7000", "d1d1d1d1", "aaaaaaaa", "bbbbbbbb*",
+                 "0.7500", "baseline: a linear TF-IDF"):
         assert text in out, text
 
     assert main(["promote", "reward-model", "v2", "--reason", "better on fresh labels"]) == 0
@@ -190,16 +157,20 @@ def test_compare_policy_reads_evaluation_tags(store, capsys):
                        tags={"dvc.out.models/policy": f"p{lr}.dir", "rlhf.data_hash": f"{lr}"},
                        metrics={"final_score": 0.1})
         versions.append(_register(client, registry.POLICY, ppo, {"rlhf.eval.judge_score": judge, "rlhf.eval.kl": 1.5,
-                                                                 "rlhf.eval.distinct_2": 0.8}))
+                                                                 "rlhf.eval.distinct_2": 0.8,
+                                                                 "rlhf.eval.yardstick.tuned.perplexity": 90.0,
+                                                                 "rlhf.eval.yardstick.tuned.ratio": 1.25}))
     registry.promote(registry.POLICY, versions[0], reason="first version")
     summary = summarize(registry.POLICY)
     v2 = summary["versions"][0]
-    assert v2["metrics"] == {"judge_score": 0.72, "kl": 1.5, "distinct_2": 0.8}
+    assert v2["metrics"] == {"judge_score": 0.72, "kl": 1.5, "distinct_2": 0.8, "yardstick.tuned.perplexity": 90.0,
+                             "yardstick.tuned.ratio": 1.25}
     assert v2["params_diff"] == {"ppo.lr": {"value": "0.0001", "champion": "3e-05"}}
     assert v2["registering_stage"] == "ppo" and v2["training_run_id"] == v2["run_id"]
     assert main(["compare", "policy"]) == 0
     out = capsys.readouterr().out
     assert "judge score" in out and "0.7200" in out and "ppo.lr=0.0001" in out
+    assert "1.2500" in out and "yardstick: per-character perplexity" in out
 
 
 def test_compare_empty_registry_says_so(store, capsys):

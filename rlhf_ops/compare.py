@@ -2,15 +2,16 @@
 
 For each version of ``reward-model`` or ``policy``: its aliases, key metrics, the params that
 differ from the champion's, the data it was trained on (``rlhf.data_hash`` and the ``dvc.lock``
-md5 of each input, tagged on the stage runs by :func:`tasks.tracking.data_tags`), git commit
+md5 of each input, tagged on the stage runs by :func:`rlhf_ops.tracking.data_tags`), git commit
 and run ids.
 
 Where the figures live: a version is registered by the ``evaluate_reward_model`` / ``ppo`` stage
 run (the version's ``run_id``). The reward model's training params are on its
 ``train_reward_model`` run, found by lineage: the training run whose ``dvc.out.models/reward_model``
 tag equals the registering run's ``dvc.dep.models/reward_model`` tag; else the sibling under the same
-pipeline run; else the latest training run that started before it. The policy's judge score,
-KL and distinct-2 are tags the ``evaluate_samples`` stage wrote on the version.
+pipeline run; else the latest training run that started before it. The reward model's linear
+baseline figures (``baseline.*``) are metrics of that registering run. The policy's judge score,
+KL, distinct-2 and fluency yardstick are tags the ``evaluate_samples`` stage wrote on the version.
 """
 from __future__ import annotations
 
@@ -19,16 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from tasks import lineage, registry
+from rlhf_ops import lineage, registry, tracking
 
 # name -> [(metric key, label)]: read from the version's tags rlhf.eval.<key>, else the run's metrics.
 METRICS: dict[str, list[tuple[str, str]]] = {
     registry.REWARD_MODEL: [("pairwise_accuracy", "test pairwise acc"), ("exact_order_accuracy", "exact order"),
-                            ("kendall_tau_b", "tau-b")],
-    registry.POLICY: [("judge_score", "judge score"), ("kl", "KL"), ("distinct_2", "distinct-2")],
+                            ("kendall_tau_b", "tau-b"), ("baseline.pairwise_accuracy", "baseline pairwise"),
+                            ("baseline.exact_order_accuracy", "baseline exact order")],
+    registry.POLICY: [("judge_score", "judge score"), ("kl", "KL"), ("distinct_2", "distinct-2"),
+                      ("yardstick.tuned.perplexity", "yardstick ppl"), ("yardstick.tuned.ratio", "yardstick / real")],
 }
 # Where the metrics come first from: the registering run (RM: evaluate_reward_model computed them
 # on that run's test data) or the version's tags (policy: written there by evaluate_samples).
@@ -61,21 +61,13 @@ class VersionSummary:
     git_dirty: bool | None = None
     dvc_exp_name: str | None = None
     promotion: dict[str, str] = field(default_factory=dict)
+    algorithm: str | None = None  # policy: the version's tag rlhf.algorithm (ppo, grpo, rloo, dpo; untagged = ppo)
 
 
 def _float(value: Any) -> float | None:
     try:
         return float(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _get_run(client: MlflowClient, run_id: str | None):
-    if not run_id:
-        return None
-    try:
-        return client.get_run(run_id)
-    except MlflowException:  # deleted, or in a store this client cannot see
         return None
 
 
@@ -88,26 +80,37 @@ def _ran(runs: list) -> list:
     return [r for r in runs if r.data.tags.get("rlhf.status") != "skipped"]
 
 
-def training_run(client: MlflowClient, name: str, registering_run):
+def algorithm_of(name: str, tags: dict[str, str]) -> str | None:
+    """A policy version's algorithm (tag ``rlhf.algorithm``; versions from before the tag are ppo's)."""
+    return tags.get("rlhf.algorithm", "ppo") if name == registry.POLICY else None
+
+
+def training_stage(name: str, algorithm: str | None = None) -> tuple[str, str]:
+    """``(stage, model directory)`` of the training that made a version (TRL policies: ``train_policy@<alg>``)."""
+    if name == registry.POLICY and algorithm not in (None, "ppo"):
+        return f"train_policy@{algorithm}", f"models/policy_{algorithm}"
+    return TRAINING_STAGE[name], MODEL_DIR[name]
+
+
+def training_run(name: str, registering_run, algorithm: str | None = None):
     """The run that trained the version's model (``None`` when not found); see the module docstring."""
-    stage = TRAINING_STAGE[name]
+    stage, model_dir = training_stage(name, algorithm)
     if registering_run is None:
         return None
     if registering_run.data.tags.get("rlhf.stage") == stage:
         return registering_run
     exp = [registering_run.info.experiment_id]
     stage_filter = f"tags.`rlhf.stage` = '{stage}'"
-    model_hash = registering_run.data.tags.get(f"dvc.dep.{MODEL_DIR[name]}")
+    model_hash = registering_run.data.tags.get(f"dvc.dep.{model_dir}")
     searches = []
     if model_hash:
-        searches.append(f"{stage_filter} and tags.`dvc.out.{MODEL_DIR[name]}` = '{_quote(model_hash)}'")
+        searches.append(f"{stage_filter} and tags.`dvc.out.{model_dir}` = '{_quote(model_hash)}'")
     parent = registering_run.data.tags.get("mlflow.parentRunId")
     if parent:
         searches.append(f"{stage_filter} and tags.`mlflow.parentRunId` = '{_quote(parent)}'")
     searches.append(f"{stage_filter} and attributes.start_time <= {registering_run.info.start_time}")
     for filter_string in searches:
-        runs = client.search_runs(exp, filter_string=filter_string, max_results=50,
-                                  order_by=["attributes.start_time DESC"])
+        runs = tracking.search_runs(exp, filter_string, max_results=50)
         found = _ran(runs) or runs
         if found:
             return found[0]
@@ -149,21 +152,18 @@ def summarize(name: str) -> dict[str, Any]:
     """
     if name not in METRICS:
         raise ValueError(f"unknown registered model {name!r}; expected one of {sorted(METRICS)}")
-    client = MlflowClient()
     code_root = Path(__file__).resolve().parents[1]  # where rlhf/, tasks/... live: tells code deps from data
-    try:
-        versions = client.search_model_versions(f"name = '{_quote(name)}'")
-        aliases_of: dict[str, list[str]] = {}
-        for alias, version in (client.get_registered_model(name).aliases or {}).items():
-            aliases_of.setdefault(str(version), []).append(alias)
-    except MlflowException:  # no such registered model (yet)
-        versions, aliases_of = [], {}
+    versions = tracking.model_versions(name)  # none when no such registered model (yet)
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in tracking.model_aliases(name).items():
+        aliases_of.setdefault(version, []).append(alias)
 
     rows: list[VersionSummary] = []
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
         tags = dict(mv.tags or {})
-        run = _get_run(client, mv.run_id)
-        trainer = training_run(client, name, run)
+        run = tracking.get_run(mv.run_id)
+        algorithm = algorithm_of(name, tags)
+        trainer = training_run(name, run, algorithm)
         params = dict(trainer.data.params) if trainer is not None else {}
         if run is not None and trainer is not None and run.info.run_id != trainer.info.run_id:
             params = {**run.data.params, **params}
@@ -185,6 +185,7 @@ def summarize(name: str) -> dict[str, Any]:
             git_dirty=None if dirty is None else dirty == "true",
             dvc_exp_name=run_tags.get("dvc.exp_name") or (trainer.data.tags.get("dvc.exp_name") if trainer else None),
             promotion={k[len("rlhf.promotion."):]: v for k, v in tags.items() if k.startswith("rlhf.promotion.")},
+            algorithm=algorithm,
         ))
     champion = next((r for r in rows if registry.CHAMPION in r.aliases), None)
     for row in rows:

@@ -1,8 +1,10 @@
 """The project's process environment: telemetry off, all state inside the project.
 
-Every entry point (``rlhf`` CLI, ``python -m tasks.<stage>``, tests) calls :func:`setup_environment`
-before importing Prefect, MLflow or DVC. Values already set by the user win (``setdefault``), so
-``MLFLOW_TRACKING_URI``, ``PREFECT_HOME``, ``PREFECT_API_URL`` or ``HF_HUB_OFFLINE=0`` override.
+Every entry point (``rlhf``'s ``main``, a stage's ``stage_main``, the pipeline flow, the schedule's
+``serve``/``deploy``) calls :func:`setup_environment` first, before Prefect is imported (Prefect reads
+``PREFECT_HOME`` when it is imported); no module does it when imported. Values already set by the
+user win (``setdefault``), so ``MLFLOW_TRACKING_URI``, ``PREFECT_HOME``, ``PREFECT_API_URL`` or
+``HF_HUB_OFFLINE=0`` override.
 """
 from __future__ import annotations
 
@@ -16,6 +18,16 @@ TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
+}
+
+# MLflow's HTTP client (an http(s) MLFLOW_TRACKING_URI): a few quick retries and a 60 s read timeout, so
+# a server that went away fails a stage in seconds, not minutes (MLflow's defaults: 7 retries with
+# backoff factor 2, 120 s timeout: ~4 minutes). The pre-flight (rlhf_ops/preflight.py) checks the
+# server before a run starts. The user's own settings win.
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 
 
@@ -34,8 +46,10 @@ def setup_environment(root: str | Path | None = None) -> Path:
     - telemetry of Prefect, MLflow, DVC and the Hugging Face hub off;
     - ``PREFECT_HOME`` = ``<root>/.prefect`` (ephemeral server database, task-result storage);
     - ``MLFLOW_TRACKING_URI`` = ``sqlite:///<root>/mlflow.db`` (absolute), artifacts under
-      ``<root>/mlartifacts`` (see :mod:`tasks.tracking`);
+      ``<root>/mlartifacts`` (see :mod:`rlhf_ops.tracking`);
     - ``HF_HUB_OFFLINE=1``: nothing is downloaded unless the user sets ``HF_HUB_OFFLINE=0``;
+    - MLflow's HTTP retries and timeout shortened (:data:`MLFLOW_HTTP_DEFAULTS`);
+    - ``RLHF_PYTHON`` = this interpreter (``tasks/run.sh`` runs the stages with it);
     - tokenizers' fork warning off (stages are single-process).
     """
     root = find_project_root(root)
@@ -48,14 +62,19 @@ def setup_environment(root: str | Path | None = None) -> Path:
     # project: track there, not in a throw-away store inside the copy.
     store_root = Path(os.environ.get("DVC_ROOT") or root)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store_root / 'mlflow.db'}")
+    # An unreachable tracking server: MLflow's defaults (7 retries, 120 s timeout) take minutes to give up.
+    for key, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads slowed
     # PPO iterations 4-8x. Read when torch loads, so it reaches the stage processes the flow starts.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("RLHF_PROJECT_ROOT", str(root))
-    # dvc.yaml says `python -m tasks.<stage>`: make that the interpreter running us (the venv's),
-    # even when the venv is not activated.
+    # dvc.yaml runs `sh tasks/run.sh <stage>`, which starts `python -m tasks.<stage>` with $RLHF_PYTHON when
+    # set: the stages the flow starts use the interpreter running us. The same interpreter first on PATH
+    # for anything else that calls `python` (the venv's, even when the venv is not activated).
+    os.environ.setdefault("RLHF_PYTHON", sys.executable)
     bin_dir = str(Path(sys.executable).parent)
     if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

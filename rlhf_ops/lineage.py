@@ -16,16 +16,63 @@ from typing import Iterable
 
 import yaml
 
+from rlhf.files import file_md5
+
 # Always ignored inside a DVC-tracked directory, besides the patterns of the root .dvcignore.
 DVC_DEFAULT_IGNORE = (".hg/", ".git/", ".git", ".dvc/")
 
 
-def _stage_entry(root: Path, stage: str) -> dict:
+def _substitute(node, item: str):
+    if isinstance(node, str):
+        return node.replace("${item}", item)
+    if isinstance(node, list):
+        return [_substitute(n, item) for n in node]
+    if isinstance(node, dict):
+        return {_substitute(k, item): _substitute(v, item) for k, v in node.items()}
+    return node
+
+
+def foreach_items(entry: dict) -> list[str] | None:
+    """The items of a ``foreach`` stage (a list of names; ``None`` for a plain stage)."""
+    items = entry.get("foreach") if isinstance(entry, dict) and "do" in entry else None
+    return [str(i) for i in items] if isinstance(items, list) else None
+
+
+def dvc_stages(root: Path, *, groups: bool = False) -> dict[str, dict]:
+    """The stages of ``root/dvc.yaml`` in file order, a ``foreach`` stage expanded as DVC expands it.
+
+    Each item of ``name: {foreach: [a, b], do: {...}}`` is ``name@a``, ``name@b`` (``${item}``
+    substituted); with ``groups=True`` the stage is one entry ``name`` instead, whose lists (deps,
+    outs, metrics, plots, params) are those of all its items together.
+    """
     path = root / "dvc.yaml"
     if not path.is_file():
         return {}
-    stages = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}
-    return stages.get(stage) or {}
+    out: dict[str, dict] = {}
+    for name, entry in ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}).items():
+        items = foreach_items(entry)
+        if items is None:
+            out[name] = entry or {}
+            continue
+        expanded = {f"{name}@{item}": _substitute(entry["do"], item) for item in items}
+        if not groups:
+            out.update(expanded)
+            continue
+        merged: dict = {"foreach": items}
+        for one in expanded.values():
+            for key, value in one.items():
+                if isinstance(value, list):
+                    merged.setdefault(key, [])
+                    merged[key] += [v for v in value if v not in merged[key]]
+                else:
+                    merged.setdefault(key, value)
+        out[name] = merged
+    return out
+
+
+def _stage_entry(root: Path, stage: str) -> dict:
+    """``stage``'s entry: a plain stage, a foreach item (``name@item``) or a foreach stage's items together."""
+    return dvc_stages(root).get(stage) or dvc_stages(root, groups=True).get(stage) or {}
 
 
 def _paths(entries: Iterable) -> list[str]:
@@ -63,14 +110,6 @@ def is_code(root: Path, path: str) -> bool:
     return path.endswith(".py") or (root / first / "__init__.py").is_file()
 
 
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _ignore_spec(root: Path):
     import pathspec
 
@@ -85,7 +124,7 @@ def dvc_md5(root: Path, path: str, spec=None) -> str | None:
     """DVC's md5 of ``root/path`` as ``dvc.lock`` writes it; ``None`` when it does not exist."""
     target = root / path
     if target.is_file():
-        return _file_md5(target)
+        return file_md5(target)
     if not target.is_dir():
         return None
     spec = spec or _ignore_spec(root)
@@ -96,7 +135,7 @@ def dvc_md5(root: Path, path: str, spec=None) -> str | None:
         for name in filenames:
             rel = f"{rel_dir}/{name}"
             if not spec.match_file(rel):
-                entries.append({"md5": _file_md5(Path(dirpath) / name),
+                entries.append({"md5": file_md5(Path(dirpath) / name),
                                 "relpath": Path(dirpath, name).relative_to(target).as_posix()})
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
@@ -117,12 +156,3 @@ def combined_hash(hashes_by_path: dict[str, str]) -> str:
     """One md5 over ``path md5`` lines, sorted: the version of a set of inputs."""
     text = "\n".join(f"{p} {h}" for p, h in sorted(hashes_by_path.items()))
     return hashlib.md5(text.encode("utf-8")).hexdigest()
-
-
-def lock_deps(root: Path, stage: str) -> dict[str, str]:
-    """``{path: md5}`` of ``stage``'s deps as recorded in ``dvc.lock`` (empty when absent)."""
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
-    entry = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("stages") or {}).get(stage) or {}
-    return {d["path"]: d.get("md5") or d.get("hash") for d in entry.get("deps") or [] if "path" in d}

