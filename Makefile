@@ -15,10 +15,10 @@ export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE ?= 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: venv git-repo browser-deps run test test-fast bench clean-state help
+.PHONY: venv git-repo browser-deps run test test-extended test-fast bench clean-state help
 
 help:
-	@echo "make run | make test | make test-fast | make bench | make clean-state"
+	@echo "make run | make test | make test-extended | make test-fast | make bench | make clean-state"
 
 venv: $(STAMP)
 
@@ -36,10 +36,14 @@ run: venv git-repo
 	$(BIN)/rlhf run
 
 test: venv browser-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not extended"
+
+# Real-family checkpoints, 2-process (gloo) runs, every policy algorithm: ~6 more minutes; CI runs them too.
+test-extended: venv
+	$(BIN)/python -m pytest -q -m extended
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not extended"
 
 bench: venv
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"

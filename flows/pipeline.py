@@ -89,7 +89,12 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageResult | Faile
     changed = {} if force else dvc.status(root_path, stage)
     if not changed and not force:
         metrics = _read_metrics(root_path, stage)
-        tracking.record_skipped_stage(stage, metrics)
+        items = dvc.stage_items(root_path, stage)
+        if items is None:
+            tracking.record_skipped_stage(stage, metrics)
+        else:  # a foreach stage: one run per item, named as the item's own runs are (train_policy@grpo)
+            for item in items:
+                tracking.record_skipped_stage(f"{stage}@{item}", metrics.get(item, {}))
         logger.info("%s: up to date (dvc.lock), skipped", stage)
         return StageResult(stage, "skipped", round(time.perf_counter() - t0, 2), metrics)
     logger.info("%s: running (%s)", stage, "forced" if force else ", ".join(sorted(_reasons(changed))))

@@ -80,7 +80,8 @@ def resolve_device(device: str = "auto") -> str:
         raise ConfigError("compute.device: got 'cuda' but torch sees no CUDA device on this machine "
                           f"(torch {torch.__version__}); use 'auto' or 'cpu'")
     if device == "mps" and not has_mps:
-        raise ConfigError("compute.device: got 'mps' but Apple's MPS backend is not available here; use 'auto' or 'cpu'")
+        raise ConfigError("compute.device: got 'mps' but Apple's MPS backend is not available here; "
+                          "use 'auto' or 'cpu'")
     return device
 
 

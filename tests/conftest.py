@@ -23,3 +23,23 @@ def smoke_project(tmp_path_factory):
     from tests.smoke.conftest import build_smoke_project
 
     return build_smoke_project(tmp_path_factory)
+
+
+@pytest.fixture
+def rlhf_in_tmp(monkeypatch, tmp_path, capsys):
+    """``rlhf(*argv) -> (exit status, stdout, stderr)``: the CLI run in-process in an empty project (``tmp_path``)."""
+    from rlhf_cli import main as cli
+
+    monkeypatch.setattr(cli, "setup_environment", lambda *a, **k: tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as e:  # argparse
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+    return run

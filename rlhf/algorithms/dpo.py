@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from rlhf.algorithms.config import DPOConfig
-from rlhf.algorithms.trl_glue import (LogCallback, OnLog, TRLReward, check_prompt_ids, mean_of, quiet, save_policy,
+from rlhf.algorithms.trl_glue import (LogCallback, OnLog, TRLReward, check_prompt_ids, mean_of, train_and_save,
                                       training_arguments, trl_prompt, trl_tokenizer)
 
 
@@ -178,12 +177,7 @@ def train_dpo(cfg: DPOConfig, base_dir: str | Path, pairs: Sequence[PreferencePa
                             truncation_mode="keep_start", precompute_ref_log_probs=False)
         trainer = DPOTrainer(model=model, args=args, train_dataset=pair_dataset(tok, pairs), processing_class=trl_tok,
                              callbacks=[logs])
-        quiet(trainer, progress)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-    save_policy(policy, tok, out_dir)
+        seconds = train_and_save(trainer, tok, out_dir, progress)
     history = logs.history
     tenth = max(len(history) // 10, 1)
     metrics = {"algorithm": "dpo", "steps": cfg.steps, "pairs": len(pairs), "seconds": seconds}

@@ -16,12 +16,11 @@ sampler through ``generate``); ``beta``, ``epsilon``, ``num_iterations``; GRPO's
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Sequence
 
 from rlhf.algorithms.config import GRPOConfig, OnlineConfig, RLOOConfig
-from rlhf.algorithms.trl_glue import (LogCallback, OnLog, TRLReward, check_prompt_ids, mean_of, quiet, save_policy,
+from rlhf.algorithms.trl_glue import (LogCallback, OnLog, TRLReward, check_prompt_ids, mean_of, train_and_save,
                                       training_arguments, trl_prompt, trl_tokenizer)
 
 
@@ -85,12 +84,7 @@ def train_online(algorithm: str, cfg: OnlineConfig, base_dir: str | Path, prompt
             from trl import RLOOTrainer as Trainer
         trainer = Trainer(model=model, reward_funcs=reward, args=args, train_dataset=prompt_dataset(tok, prompts),
                           processing_class=trl_tok, callbacks=[logs])
-        quiet(trainer, progress)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-    save_policy(policy, tok, out_dir)
+        seconds = train_and_save(trainer, tok, out_dir, progress)
     history = logs.history
     tenth = max(len(history) // 10, 1)
     metrics = {

@@ -64,7 +64,8 @@ def training_arguments(cfg, *, out_dir: str | Path, seed: int, device: str = "cp
 
 
 def bos_text(tok: PreTrainedTokenizerBase) -> str:
-    """The text of our start token(s) (:func:`rlhf.tokenizer.start_ids`): ``[CLS]``, or the EOS for a tokenizer without BOS."""
+    """The text of our start token(s) (:func:`rlhf.tokenizer.start_ids`): ``[CLS]``, or the EOS for a
+    tokenizer without BOS."""
     return "".join(tok.convert_ids_to_tokens(start_ids(tok)))
 
 
@@ -168,6 +169,18 @@ def quiet(trainer, progress: bool) -> None:
 
     if not progress:
         trainer.remove_callback(PrinterCallback)
+
+
+def train_and_save(trainer, tok: PreTrainedTokenizerBase, out_dir: str | Path, progress: bool) -> float:
+    """Run a TRL trainer, save the trained policy with ``tok`` to ``out_dir``; returns the training seconds."""
+    import time
+
+    quiet(trainer, progress)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    save_policy(trainer.accelerator.unwrap_model(trainer.model), tok, out_dir)
+    return seconds
 
 
 def save_policy(model, tok: PreTrainedTokenizerBase, out_dir: str | Path) -> Path:

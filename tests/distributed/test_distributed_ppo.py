@@ -20,6 +20,7 @@ def close(a: dict, b: dict) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_processes_match_one_and_resume(tmp_path):
     base = make_base(tmp_path / "base")
     (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir(), (tmp_path / "resumed").mkdir()

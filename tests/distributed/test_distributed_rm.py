@@ -12,6 +12,7 @@ def launch(n: int, *args: str, port: int, check: bool = True):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_processes_match_one(tmp_path):
     base = make_base(tmp_path / "base")
     one, two, accum = tmp_path / "one.json", tmp_path / "two.json", tmp_path / "accum.json"

@@ -31,9 +31,10 @@ for step in sys.argv[1:]:
                                                                                        version("ppo")) for a in args]
             rc = cli(args)
         else:
-            sys.argv = [f"tasks.{step}"]
+            module, *argv = step.split("\x1f")  # a stage's own arguments, e.g. train_policy --algorithm grpo
+            sys.argv = [f"tasks.{module}", *argv]
             try:
-                runpy.run_module(f"tasks.{step}", run_name="__main__")
+                runpy.run_module(f"tasks.{module}", run_name="__main__")
                 rc = 0
             except SystemExit as e:
                 rc = e.code or 0
@@ -64,9 +65,11 @@ def run_steps(project: Path, steps: list[str], timeout: int = 600) -> subprocess
 
 @pytest.fixture(scope="session")
 def family_project(tmp_path_factory) -> Path:
-    """The tiny-profile project after ``prepare`` (MLflow store and registry shared by the family runs)."""
+    """The tiny-profile project after ``prepare`` and the ``train_policy`` items (MLflow store and registry
+    shared by the family runs). ``policy.algorithms`` is ``[ppo]``: each TRL item only writes its placeholder,
+    which ``evaluate_samples`` reads as an input (the family runs train and evaluate PPO)."""
     project = copy_project(tmp_path_factory.mktemp("families") / "project")
-    run_steps(project, ["prepare"])
+    run_steps(project, ["prepare", *("\x1f".join(["train_policy", "--algorithm", alg]) for alg in ("grpo", "rloo", "dpo"))])
     return project
 
 

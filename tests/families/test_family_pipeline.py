@@ -17,7 +17,7 @@ import yaml
 
 from tests.families.conftest import cli_step, run_steps
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 STAGES = ["base", "train_reward_model", "evaluate_reward_model", "ppo", "evaluate_samples"]
 PROMPT = "这部电影很"

@@ -31,3 +31,17 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     torch.manual_seed(0)
     return save_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+def forbid_flow(monkeypatch, why: str) -> None:
+    """Replace ``flows.pipeline`` by a stub whose flow fails the test with ``why`` if it runs: the checks
+    under test must stop ``rlhf run`` before it (and Prefect's start-up costs seconds)."""
+    import sys
+    import types
+
+    stub = types.ModuleType("flows.pipeline")
+
+    def pipeline(*args, **kwargs):
+        raise AssertionError(why)
+    stub.pipeline = pipeline
+    monkeypatch.setitem(sys.modules, "flows.pipeline", stub)

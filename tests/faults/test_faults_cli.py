@@ -10,25 +10,12 @@ import logging
 
 import pytest
 
-from rlhf_cli import main as cli
 
 
 @pytest.fixture
-def rlhf(monkeypatch, tmp_path, capsys):
-    """``rlhf(*argv) -> (exit status, stdout, stderr)`` run in an empty project directory."""
-    monkeypatch.setattr(cli, "setup_environment", lambda *a, **k: tmp_path)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as e:  # argparse
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    return run
+def rlhf(rlhf_in_tmp):
+    """``rlhf(*argv) -> (exit status, stdout, stderr)`` run in an empty project directory (tests/conftest.py)."""
+    return rlhf_in_tmp
 
 
 def one_line_error(err: str) -> str:

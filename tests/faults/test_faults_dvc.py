@@ -61,8 +61,11 @@ def link_venv(project: Path) -> None:
 # --- dvc.yaml ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_every_stage_runs_through_tasks_run_sh(name):
-    stage = STAGES[name]
-    assert stage["cmd"] == f"sh tasks/run.sh {name}"
+    stage = STAGES[name].get("do", STAGES[name])  # a foreach stage (train_policy): its items' definition
+    if "foreach" in STAGES[name]:
+        assert stage["cmd"].startswith(f"sh tasks/run.sh {name} ") and "${item}" in stage["cmd"]
+    else:
+        assert stage["cmd"] == f"sh tasks/run.sh {name}"
     deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
     assert "tasks/run.sh" in deps and "rlhf_ops/preflight.py" in deps
 
@@ -71,7 +74,7 @@ def test_every_stage_runs_through_tasks_run_sh(name):
 def test_every_output_is_cached(name):
     """No `cache: false`: `dvc checkout` can restore every out, metric and plot a failed run removed."""
     for key in ("outs", "metrics", "plots"):
-        for entry in STAGES[name].get(key, []):
+        for entry in STAGES[name].get("do", STAGES[name]).get(key, []):
             options = {} if isinstance(entry, str) else next(iter(entry.values())) or {}
             assert options.get("cache", True), f"{name}: {entry} is not cached"
 

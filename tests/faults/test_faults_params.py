@@ -5,8 +5,6 @@ was "up to date" and ``rlhf run`` finished without a word: the typo was silently
 """
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import pytest
 from rlhf.config import ConfigError
 from rlhf.params import default_params_yaml, load_params
 from rlhf_cli import main as cli
+from tests.faults.conftest import forbid_flow
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,13 +40,7 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "setup_environment", lambda *a, **k: tmp_path)
-    # The flow must not even be imported (Prefect's start-up costs seconds; nothing may run).
-    flows_pipeline = types.ModuleType("flows.pipeline")
-
-    def pipeline(*args, **kwargs):
-        raise AssertionError("the flow ran despite a bad params.yaml")
-    flows_pipeline.pipeline = pipeline
-    monkeypatch.setitem(sys.modules, "flows.pipeline", flows_pipeline)
+    forbid_flow(monkeypatch, "the flow ran despite a bad params.yaml")
     return tmp_path
 
 

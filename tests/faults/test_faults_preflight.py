@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +21,7 @@ import pytest
 
 from rlhf_cli import main as cli
 from rlhf_ops import preflight
+from tests.faults.conftest import forbid_flow
 
 REPO = Path(__file__).resolve().parents[2]
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused at once
@@ -215,12 +215,7 @@ def cli_project(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "setup_environment", lambda *a, **k: project)
     for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "DVC_ROOT", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(key, raising=False)
-    flows_pipeline = types.ModuleType("flows.pipeline")
-
-    def pipeline(*args, **kwargs):
-        raise AssertionError("the flow ran despite a failed pre-flight")
-    flows_pipeline.pipeline = pipeline
-    monkeypatch.setitem(sys.modules, "flows.pipeline", flows_pipeline)
+    forbid_flow(monkeypatch, "the flow ran despite a failed pre-flight")
     return project
 
 

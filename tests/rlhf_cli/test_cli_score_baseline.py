@@ -6,28 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_cli import main as cli
 from tests.faults.conftest import save_tiny_models
 from tests.rlhf.reward.test_rm_baseline import NEGATIVE, POSITIVE, TEST_LISTS
 
 
 @pytest.fixture
-def rlhf(monkeypatch, tmp_path, capsys):
-    """``rlhf(*argv) -> (exit status, stdout, stderr)`` in an empty project directory (``tmp_path``)."""
-    monkeypatch.setattr(cli, "setup_environment", lambda *a, **k: tmp_path)
+def rlhf(rlhf_in_tmp, monkeypatch):
+    """``rlhf(*argv) -> (exit status, stdout, stderr)`` in an empty project directory (tests/conftest.py)."""
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as e:  # argparse
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    return run
+    return rlhf_in_tmp
 
 
 @pytest.fixture

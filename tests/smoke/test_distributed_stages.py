@@ -13,7 +13,7 @@ import yaml
 
 from tests.smoke.conftest import child_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 
 def stage(project: Path, name: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,9 @@ from rlhf_ops.lineage import stage_outs, stage_param_keys
 from tests.smoke.conftest import rlhf
 
 pytestmark = pytest.mark.slow
-STAGES = ("prepare", "base", "train_reward_model", "evaluate_reward_model", "ppo", "evaluate_samples")
+# the MLflow stage runs: train_policy is a foreach stage, one run per TRL algorithm
+STAGES = ("prepare", "base", "train_reward_model", "evaluate_reward_model", "ppo", "train_policy@grpo",
+          "train_policy@rloo", "train_policy@dpo", "evaluate_samples")
 
 
 def _latest_stage_runs(project: Path) -> dict[str, dict]:

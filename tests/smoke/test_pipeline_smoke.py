@@ -14,7 +14,9 @@ import yaml
 from tests.smoke.conftest import child_env, rlhf
 
 pytestmark = pytest.mark.slow
-STAGES = ("prepare", "base", "train_reward_model", "evaluate_reward_model", "ppo", "evaluate_samples")
+# the MLflow stage runs (and dvc.lock stages): train_policy is a foreach stage, one per TRL algorithm
+STAGES = ("prepare", "base", "train_reward_model", "evaluate_reward_model", "ppo", "train_policy@grpo",
+          "train_policy@rloo", "train_policy@dpo", "evaluate_samples")
 
 
 def _runs(project: Path) -> list[dict]:

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.smoke.conftest import rlhf
 from tests.smoke.ops_helpers import copy_smoke_project
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 TRL = ("grpo", "rloo", "dpo")
 
 
@@ -24,9 +25,10 @@ def test_every_algorithm_trains_is_evaluated_and_registered(smoke_project: Path,
 
     project = copy_smoke_project(smoke_project, tmp_path / "project")
     params = project / "params.yaml"
-    text = params.read_text(encoding="utf-8")
-    assert "  algorithms: [ppo]\n" in text
-    params.write_text(text.replace("  algorithms: [ppo]\n", "  algorithms: [ppo, grpo, rloo, dpo]\n"), encoding="utf-8")
+    values = yaml.safe_load(params.read_text(encoding="utf-8"))
+    assert values["policy"]["algorithms"] == ["ppo"]
+    values["policy"]["algorithms"] = ["ppo", *TRL]
+    params.write_text(yaml.safe_dump(values, allow_unicode=True, sort_keys=False), encoding="utf-8")
     out = rlhf(project, "run").stdout
 
     for name in TRL:
