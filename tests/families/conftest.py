@@ -65,11 +65,9 @@ def run_steps(project: Path, steps: list[str], timeout: int = 600) -> subprocess
 
 @pytest.fixture(scope="session")
 def family_project(tmp_path_factory) -> Path:
-    """The tiny-profile project after ``prepare`` and the ``train_policy`` items (MLflow store and registry
-    shared by the family runs). ``policy.algorithms`` is ``[ppo]``: each TRL item only writes its placeholder,
-    which ``evaluate_samples`` reads as an input (the family runs train and evaluate PPO)."""
+    """The tiny-profile project after ``prepare`` (MLflow store and registry shared by the family runs)."""
     project = copy_project(tmp_path_factory.mktemp("families") / "project")
-    run_steps(project, ["prepare", *("\x1f".join(["train_policy", "--algorithm", alg]) for alg in ("grpo", "rloo", "dpo"))])
+    run_steps(project, ["prepare"])
     return project
 
 

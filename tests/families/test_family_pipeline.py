@@ -19,7 +19,9 @@ from tests.families.conftest import cli_step, run_steps
 
 pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
-STAGES = ["base", "train_reward_model", "evaluate_reward_model", "ppo", "evaluate_samples"]
+# policy.algorithms is [ppo]: each train_policy item only writes the placeholder evaluate_samples reads
+STAGES = ["base", "train_reward_model", "evaluate_reward_model", "ppo",
+          *("\x1f".join(["train_policy", "--algorithm", alg]) for alg in ("grpo", "rloo", "dpo")), "evaluate_samples"]
 PROMPT = "这部电影很"
 
 
