@@ -21,13 +21,13 @@ def toy_lists(n: int, seed: int) -> list[dict]:
             for i in range(n)]
 
 
-def make_base(path: Path) -> Path:
+def make_base(path: Path, n_positions: int = 64) -> Path:
     """A 2-layer 32-wide GPT-2 with a char tokenizer, saved with save_pretrained."""
     from rlhf.tokenizer import build_char_tokenizer
 
     tok = build_char_tokenizer([FILLER + "好差"])
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=64,
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=n_positions,
                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                                pad_token_id=tok.pad_token_id)).save_pretrained(path)
     tok.save_pretrained(path)

@@ -3,7 +3,6 @@ import json
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from rlhf.config import from_dict
 from rlhf.reward.config import RewardModelConfig
@@ -13,20 +12,12 @@ from rlhf.reward.train import train_reward_model
 from rlhf.reward.model import forward_scores
 from rlhf.reward.train import plan_forward_chunks, score_batch
 from rlhf.tokenizer import pad_right
-from tests.toys import FILLER, toy_lists
+from tests.toys import make_base, toy_lists
+
 
 @pytest.fixture(scope="module")
 def base_dir(tmp_path_factory):
-    from rlhf.tokenizer import build_char_tokenizer
-
-    path = tmp_path_factory.mktemp("base")
-    tok = build_char_tokenizer([FILLER + "好差"])
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tok), n_positions=32,
-                               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                               pad_token_id=tok.pad_token_id)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return make_base(tmp_path_factory.mktemp("base"), n_positions=32)
 
 
 def cfg(**kw):
