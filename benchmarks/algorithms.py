@@ -274,11 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
     scorer = load_reward_model(project / "models/reward_model", device=device)
     rows: dict[str, dict] = {}
     evaluations: dict[str, dict] = {}
+    base_cache: dict = {}  # the base's samples and scores, once for every policy (as evaluate_samples does)
     for name in names:
         t0 = time.perf_counter()
         policy = AutoModelForCausalLM.from_pretrained(out_root / name).to(base.device)
         result = evaluate_policy(base, policy, tok, eval_prompts, params.eval, judge, reward_scorer=scorer,
-                                 seed=params.seed)
+                                 seed=params.seed, base_cache=base_cache)
         del policy
         result.pop("rows")
         evaluations[name] = result

@@ -88,15 +88,16 @@ def run(params: Params, root: Path = Path(".")) -> dict:
                                       f"{primary} (policy.algorithms: {', '.join(algorithms)}), one folder each.\n",
                                       encoding="utf-8")
     per_algorithm: dict[str, dict] = {}
+    base_cache: dict = {}  # the base's samples and scores, computed once for every algorithm
     for algorithm in algorithms:
         report_dir = root / REPORT_DIR if algorithm == primary else others / algorithm
         per_algorithm[algorithm] = _evaluate_one(params, root, algorithm, base, tok, prompts, judge, scorer, reviews,
-                                                 report_dir, ppo_curves=algorithm == primary)
+                                                 report_dir, ppo_curves=algorithm == primary, base_cache=base_cache)
     return {**per_algorithm[primary], "algorithm": primary, "algorithms": per_algorithm}
 
 
 def _evaluate_one(params: Params, root: Path, algorithm: str, base, tok, prompts, judge, scorer, reviews,
-                  report_dir: Path, *, ppo_curves: bool) -> dict:
+                  report_dir: Path, *, ppo_curves: bool, base_cache: dict | None = None) -> dict:
     """One policy: evaluation, fluency yardstick, report, promotion gate. Returns its metrics."""
     from transformers import AutoModelForCausalLM
 
@@ -110,7 +111,7 @@ def _evaluate_one(params: Params, root: Path, algorithm: str, base, tok, prompts
     directory = root / policy_dir(algorithm)
     policy = AutoModelForCausalLM.from_pretrained(directory).to(base.device)
     result = evaluate_policy(base, policy, tok, prompts, cfg, judge, reward_scorer=scorer, seed=params.seed,
-                             progress=True)
+                             progress=True, base_cache=base_cache)
     del policy
     result["yardstick"] = fluency_yardstick(reviews,
                                             {k: [(r["prompt"], r[k]) for r in result["rows"]] for k in ("base", "tuned")},

@@ -190,8 +190,13 @@ def eval_key(prompts: Sequence[str], cfg: EvalConfig, seed: int) -> str:
 
 
 def evaluate_policy(base, policy, tok, prompts: Sequence[str | Mapping[str, Any]], cfg: EvalConfig, judge: Judge,
-                    reward_scorer=None, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                    reward_scorer=None, seed: int = 0, progress: bool = False,
+                    base_cache: dict | None = None) -> dict[str, Any]:
     """Base model vs tuned policy on the same prompts and seeds.
+
+    ``base_cache``: a dict kept by a caller that evaluates several policies against the same
+    ``base``, judge and reward scorer; the base's samples and their scores are computed once (per
+    prompts, settings and seed) and taken from it afterwards, with the same numbers.
 
     ``prompts``: strings, or mappings with ``prompt`` and ``group`` (or ``source``), e.g. from
     :func:`select_eval_prompts`. ``reward_scorer``: anything with ``score_texts(texts) -> tensor``.
@@ -211,15 +216,26 @@ def evaluate_policy(base, policy, tok, prompts: Sequence[str | Mapping[str, Any]
     texts, groups = _prompt_groups(prompts)
     n = cfg.samples_per_prompt
     groups = [g for g in groups for _ in range(n)]
-    batches = {"base": sample(base, tok, texts, n, cfg, seed, progress),
-               "tuned": sample(policy, tok, texts, n, cfg, seed, progress)}
-    judge_scores = {k: judge.score(b.texts) for k, b in batches.items()}
-    rm_scores = None
-    if reward_scorer is not None:
-        rm_scores = {k: [float(s) for s in reward_scorer.score_texts(b.texts).reshape(-1).tolist()]
-                     for k, b in batches.items()}
+    def scored(model) -> dict[str, Any]:
+        batch = sample(model, tok, texts, n, cfg, seed, progress)
+        rm = None if reward_scorer is None else \
+            [float(s) for s in reward_scorer.score_texts(batch.texts).reshape(-1).tolist()]
+        return {"batch": batch, "judge": judge.score(batch.texts), "rm": rm,
+                "nll": response_nll(base, batch, cfg.batch_size)}
+
+    key = (eval_key(texts, cfg, seed), reward_scorer is not None)
+    if base_cache is not None and key in base_cache:
+        base_part = base_cache[key]
+    else:
+        base_part = scored(base)
+        if base_cache is not None:
+            base_cache[key] = base_part
+    parts = {"base": base_part, "tuned": scored(policy)}
+    batches = {k: part["batch"] for k, part in parts.items()}
+    judge_scores = {k: part["judge"] for k, part in parts.items()}
+    rm_scores = None if reward_scorer is None else {k: part["rm"] for k, part in parts.items()}
     kl = sequence_kl(policy, base, batches["tuned"], cfg.batch_size)  # (n_samples,)
-    nll = {k: response_nll(base, b, cfg.batch_size) for k, b in batches.items()}
+    nll = {k: part["nll"] for k, part in parts.items()}
 
     def summarise(idx: list[int]) -> dict[str, Any]:
         t = torch.tensor(idx, dtype=torch.long)

@@ -167,6 +167,27 @@ def test_evaluate_policy_structure(tok, base, policy):
     assert same["eval_key"] == evaluate_policy(base, policy, tok, PUBLISHED[:2], CFG, CountJudge(), seed=5)["eval_key"]
 
 
+def test_base_cache_gives_the_same_result_and_samples_the_base_once(tok, base, policy):
+    calls = []
+
+    class Counting(CountJudge):
+        def _score_nonempty(self, texts):
+            calls.append(len(texts))
+            return super()._score_nonempty(texts)
+
+    plain = evaluate_policy(base, policy, tok, PUBLISHED[:2], CFG, Counting(), reward_scorer=LengthScorer(), seed=5)
+    calls.clear()
+    cache: dict = {}
+    first = evaluate_policy(base, policy, tok, PUBLISHED[:2], CFG, Counting(), reward_scorer=LengthScorer(), seed=5,
+                            base_cache=cache)
+    second = evaluate_policy(base, copy.deepcopy(policy), tok, PUBLISHED[:2], CFG, Counting(),
+                             reward_scorer=LengthScorer(), seed=5, base_cache=cache)
+    assert first == plain and second == plain
+    assert len(calls) == 3  # base once, each policy once
+    other_seed = evaluate_policy(base, policy, tok, PUBLISHED[:2], CFG, Counting(), seed=6, base_cache=cache)
+    assert len(cache) == 2 and other_seed["eval_key"] != plain["eval_key"]
+
+
 def test_degenerate_policy_scores_low_on_diversity_and_is_not_promoted(tok, base, policy, tmp_path):
     degenerate = degenerate_gpt2(tok)
     degenerate.save_pretrained(tmp_path)  # loadable as a plain causal LM, as the stage will load it
