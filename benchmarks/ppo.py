@@ -143,24 +143,30 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def bench_config(iterations: int, lr: float = 1e-5):
+    """Our PPOConfig at the anchor's settings (also what ``benchmarks/roofline.py`` times)."""
+    from rlhf.ppo.config import PPOConfig
+
+    return PPOConfig(iterations=iterations, batch_size=64, num_minibatches=4, ppo_epochs=4, lr=lr,
+                     lr_schedule="linear", max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0,
+                     kl_control="fixed", init_kl_coef=0.05, kl_estimator="k1", cliprange=0.2, cliprange_value=0.2,
+                     vf_coef=0.1, gamma=1.0, lam=0.95, max_grad_norm=0.0, whiten_rewards=False,
+                     score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0)
+
+
 def worker_ours(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
     from transformers import AutoModelForCausalLM
 
-    from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.model import PolicyWithValueHead
     from rlhf.ppo.rewards import RewardModelReward
     from rlhf.ppo.trainer import train_ppo
     from rlhf.tokenizer import load_tokenizer
 
     tok = load_tokenizer(spec["base_dir"])
-    cfg = PPOConfig(iterations=spec["iterations"], batch_size=64, num_minibatches=4, ppo_epochs=4, lr=spec["lr"],
-                    lr_schedule="linear", max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0,
-                    kl_control="fixed", init_kl_coef=0.05, kl_estimator="k1", cliprange=0.2, cliprange_value=0.2,
-                    vf_coef=0.1, gamma=1.0, lam=0.95, max_grad_norm=0.0, whiten_rewards=False,
-                    score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0)
+    cfg = bench_config(spec["iterations"], spec["lr"])
     policy = PolicyWithValueHead.from_pretrained(spec["base_dir"], seed=0)
     ref = AutoModelForCausalLM.from_pretrained(spec["base_dir"])
     reward = RewardModelReward.from_pretrained(spec["rm_dir"], tok, normalization="none")
@@ -178,7 +184,7 @@ def worker_ours(spec: dict) -> dict:
             "scores": [h["objective/scores"] for h in history], "kl": [h["objective/kl"] for h in history],
             "num_eos": [h["val/num_eos_tokens"] for h in history],
             "phases": {k: statistics.median(h[k] for h in history[1:] or history)
-                       for k in ("time/rollout", "time/reward", "time/update")}}
+                       for k in history[0] if k.startswith("time/")}}
 
 
 def worker_trl(spec: dict) -> dict:

@@ -38,6 +38,51 @@ def logprobs_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+class _LogprobsAndEntropy(torch.autograd.Function):
+    """Token log-probs and entropies from logits, few passes over the vocabulary (:func:`logprobs_and_entropy`)."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor):
+        lse = torch.logsumexp(logits, dim=-1)  # (...,)
+        probs = torch.softmax(logits, dim=-1)  # (..., V) the one full-vocabulary tensor kept for the backward
+        entropy = lse - (probs * logits).sum(-1)  # H = lse - sum_v p_v z_v
+        logprobs = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - lse
+        ctx.save_for_backward(logits, probs, lse - entropy, labels)
+        ctx.set_materialize_grads(False)
+        return logprobs, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logprobs: torch.Tensor | None, grad_entropy: torch.Tensor | None):
+        logits, probs, shift, labels = ctx.saved_tensors
+        # d logp_y / dz = onehot(y) - p;  dH / dz = -p * (z - lse + H) = -p * (z - shift)
+        if grad_entropy is not None:
+            grad = (logits - shift.unsqueeze(-1)).mul_(grad_entropy.unsqueeze(-1))
+            if grad_logprobs is not None:
+                grad.add_(grad_logprobs.unsqueeze(-1))
+            grad.mul_(probs).neg_()
+        elif grad_logprobs is not None:
+            grad = probs * (-grad_logprobs).unsqueeze(-1)
+        else:
+            return None, None
+        if grad_logprobs is not None:
+            grad.scatter_add_(-1, labels.unsqueeze(-1), grad_logprobs.unsqueeze(-1))
+        return grad, None
+
+
+def logprobs_and_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each label and the entropy of each position's distribution, with gradients.
+
+    ``logp[b, t] = logits[b, t, labels[b, t]] - logsumexp_v(logits[b, t, v])`` (as
+    :func:`logprobs_from_logits`) and ``H[b, t] = -sum_v p_v log p_v = lse - sum_v p_v logits_v``.
+    Shapes: logits ``(batch, gen_len, vocab)``, labels ``(batch, gen_len)`` -> two ``(batch, gen_len)``.
+    One softmax is the only full-vocabulary tensor kept; the backward is written out
+    (``dlogp/dz = onehot - p``, ``dH/dz = -p (log p + H)``), about half the passes over the
+    vocabulary of a log-softmax, its exponential and their autograd. Equal to
+    :func:`entropy_from_logprobs` of the log-softmax up to float rounding.
+    """
+    return _LogprobsAndEntropy.apply(logits, labels)
+
+
 def entropy_from_logprobs(all_logprobs: torch.Tensor) -> torch.Tensor:
     """Entropy ``H = -sum_v p_v log p_v`` from a full log-softmax (cheaper when it exists anyway).
 

@@ -2,10 +2,12 @@
 
 One rollout is three batched model calls, all under ``torch.inference_mode()``:
 
-1. :func:`rlhf.sampling.sample`, the one sampler (``generate`` with the KV cache over left-padded
+1. :func:`rlhf.sampling.sample`, the one sampler (KV-cached decoding over left-padded
    ``[BOS] + prompt`` ids, so every completion starts at the same column);
 2. one forward of the policy for the old log-probs and values of the sampled tokens;
 3. one forward of the reference model for its log-probs.
+
+Both forwards of a GPT-2 run padding-free (:func:`rlhf.ppo.model.packed_gpt2_hidden`).
 
 Everything after a completion's first EOS is padding (mask 0); a completion that never emitted
 EOS within ``max_new_tokens`` is kept whole and flagged in ``ended``.
@@ -20,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf.ppo.core import logprobs_from_logits
 from rlhf.ppo.model import PolicyWithValueHead, response_logits
+from rlhf.ppo.phases import Phases
 from rlhf.sampling import decode_responses, encode_prompts, response_mask_after_eos, sample
 
 
@@ -48,18 +51,22 @@ class Rollout:
 @torch.inference_mode()
 def rollout(policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
             prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-            top_p: float = 1.0, accelerator=None) -> Rollout:
+            top_p: float = 1.0, accelerator=None, phases: Phases | None = None) -> Rollout:
     """Sample completions for ``prompts`` and compute old log-probs, values and reference log-probs.
 
     ``accelerator`` (data parallel): ``prompts`` are this process's share of the global batch; the
     samples are those one process would draw for the global batch (:func:`rlhf.sampling.sample`).
+    ``phases``: times the sampling (``generate``) and the scoring passes (``score_policy``: old log-probs
+    and values; ``score_ref``: reference log-probs).
     """
+    phases = phases if phases is not None else Phases()
     prompt_ids, prompt_mask = encode_prompts(tok, prompts)  # (batch, P)
     device = policy.device
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
-    responses = sample(policy, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                       top_k=top_k, top_p=top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                       accelerator=accelerator)
+    with phases("generate"):
+        responses = sample(policy, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                           top_k=top_k, top_p=top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                           accelerator=accelerator)
     response_mask, ended = response_mask_after_eos(responses, tok.eos_token_id)  # (batch, G), (batch,)
     responses = responses.masked_fill(~response_mask, tok.pad_token_id)
     query_responses = torch.cat([prompt_ids, responses], dim=1)  # (batch, P + G)
@@ -67,14 +74,21 @@ def rollout(policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTo
     width = prompt_ids.shape[1]
     mask = response_mask.float()
 
-    logits, values = policy(query_responses, attention_mask, width)  # (batch, G, vocab), (batch, G)
-    logprobs = logprobs_from_logits(logits / temperature, responses) * mask
-    del logits
-    ref_logits = response_logits(ref, query_responses, attention_mask, width)  # (batch, G, vocab)
-    ref_logprobs = logprobs_from_logits(ref_logits / temperature, responses) * mask
+    with phases("score_policy"):
+        logits, values = policy(query_responses, attention_mask, width)  # (batch, G, vocab), (batch, G)
+        logprobs = logprobs_from_logits(scaled(logits, temperature), responses) * mask
+        del logits
+    with phases("score_ref"):
+        ref_logits = response_logits(ref, query_responses, attention_mask, width)  # (batch, G, vocab)
+        ref_logprobs = logprobs_from_logits(scaled(ref_logits, temperature), responses) * mask
     return Rollout(query_responses=query_responses, attention_mask=attention_mask, prompt_width=width,
                    response_mask=mask, ended=ended, logprobs=logprobs, ref_logprobs=ref_logprobs,
                    values=values * mask)
+
+
+def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / temperature``, without a pass over the vocabulary when it is 1 (x / 1 is x exactly)."""
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def decode_completions(tok: PreTrainedTokenizerBase, batch: Rollout) -> list[str]:

@@ -32,10 +32,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf.distributed import all_sum, gather_rows, is_main, rank_and_world, shard
 from rlhf.ppo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhf.ppo.config import PPOConfig
-from rlhf.ppo.core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards,
-                           entropy_from_logprobs, kl_penalty, masked_mean, masked_whiten,
-                           policy_loss, value_loss)
+from rlhf.ppo.core import (AdaptiveKLController, FixedKLController, compute_gae, compute_rewards, kl_penalty,
+                           logprobs_and_entropy, masked_mean, masked_whiten, policy_loss, value_loss)
 from rlhf.ppo.model import PolicyWithValueHead, use_fast_gelu
+from rlhf.ppo.phases import Phases
 from rlhf.ppo.rewards import RewardFunction, batch_ngram_overlap
 from rlhf.ppo.rollout import Rollout, decode_completions, rollout
 from rlhf.seed import rng_state, seed_everything, set_rng_state
@@ -90,8 +90,8 @@ class SkipUpdate(Exception):
 
 def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
              reward_fn: RewardFunction, optimizer: torch.optim.Optimizer, kl_coef: float,
-             prompts: Sequence[str], *, accelerator=None, train_policy: torch.nn.Module | None = None
-             ) -> tuple[dict, Rollout, list[str], torch.Tensor]:
+             prompts: Sequence[str], *, accelerator=None, train_policy: torch.nn.Module | None = None,
+             phases: Phases | None = None) -> tuple[dict, Rollout, list[str], torch.Tensor]:
     """One PPO iteration on ``prompts``; returns ``(metrics, rollout, completions, scores)``.
 
     The weights are updated in place, unless a guard trips (non-finite score, loss or gradient,
@@ -102,23 +102,30 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
     the global batch; sampling, whitening, the KL fed to the controller, the guards and the metrics
     are those of the global batch (one process's numbers, up to floating-point noise), and the
     update goes through ``train_policy`` (the policy wrapped for gradient all-reduce).
+
+    Timing: ``metrics["time/<phase>"]`` are the seconds of each phase of :data:`rlhf.ppo.phases.PHASES`
+    (``phases``, when given, collects them too), ``time/rollout`` those of sampling, scoring passes
+    and decoding together.
     """
     _, world = rank_and_world(accelerator)
     reduce = (lambda t: all_sum(t, accelerator)) if world > 1 else None
+    phases = phases if phases is not None else Phases()
     timings = {}
     t0 = time.perf_counter()
 
     # 1. rollout: sample, then old log-probs / values (policy) and reference log-probs
     batch = rollout(policy, ref, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_k=cfg.top_k, top_p=cfg.top_p, accelerator=accelerator)
+                    top_k=cfg.top_k, top_p=cfg.top_p, accelerator=accelerator, phases=phases)
     mask = batch.response_mask  # (B, G)
     completions = decode_completions(tok, batch)
     timings["time/rollout"] = time.perf_counter() - t0
 
     # 2. rewards: the score at the last real token, minus beta * KL(policy || ref) on every token
     t1 = time.perf_counter()
-    scores = reward_fn.score(batch.query_responses, batch.attention_mask,
-                             [p + c for p, c in zip(prompts, completions)]).float().to(mask.device)  # (B,)
+    with phases("reward"):
+        scores = reward_fn.score(batch.query_responses, batch.attention_mask,
+                                 [p + c for p, c in zip(prompts, completions)]).float().to(mask.device)  # (B,)
+    t_adv = time.perf_counter()
     if cfg.missing_eos_penalty:
         scores = scores - cfg.missing_eos_penalty * (~batch.ended).float()
     if cfg.score_clip:
@@ -143,6 +150,7 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
     advantages, returns = compute_gae(rewards, batch.values, mask, cfg.gamma, cfg.lam)  # (B, G) each
     if cfg.whiten_advantages:
         advantages = masked_whiten(advantages, mask, reduce=reduce) * mask
+    phases.add("advantages", time.perf_counter() - t_adv)  # the KL penalty, n-gram overlap, GAE, whitening
 
     # 4. + 5. losses and update, guarded
     t2 = time.perf_counter()
@@ -167,8 +175,9 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
             raise SkipUpdate("non-finite score")
         if cfg.max_kl and not mean_kl <= cfg.max_kl:
             raise SkipUpdate(f"KL {mean_kl:.2f} beyond max_kl {cfg.max_kl}")
-        stats = ppo_update(cfg, policy, optimizer, batch, advantages, returns, accelerator=accelerator,
-                           train_policy=train_policy)
+        with phases("update"):
+            stats = ppo_update(cfg, policy, optimizer, batch, advantages, returns, accelerator=accelerator,
+                               train_policy=train_policy)
     except SkipUpdate as why:
         log.warning("ppo: update skipped, weights and optimiser state unchanged: %s", why)
         skipped = 1.0
@@ -194,6 +203,7 @@ def ppo_step(cfg: PPOConfig, policy: PolicyWithValueHead, ref: PreTrainedModel, 
                  "val/clipfrac_avg", "val/ratio", "policy/entropy_avg"):
         metrics[name] = float(stats[name]) if stats is not None else nan
     metrics.update(timings)
+    metrics.update(phases.metrics())
     metrics["eps"] = n / (time.perf_counter() - t0)
     return metrics, batch, completions, scores
 
@@ -245,20 +255,19 @@ def ppo_update(cfg: PPOConfig, policy: PolicyWithValueHead, optimizer: torch.opt
             logits, values = forward(query_responses, attention_mask, p_width)  # (mb, g, V), (mb, g)
             if cfg.temperature != 1.0:
                 logits = logits / cfg.temperature
-            # one log-softmax serves the log-probs (with gradient) and the entropy (usually without)
-            all_logprobs = torch.log_softmax(logits, dim=-1)  # (mb, g, V)
-            logprobs = all_logprobs.gather(-1, responses.unsqueeze(-1)).squeeze(-1)  # (mb, g)
+            # log-probs and entropies in one function of few passes over the vocabulary (the entropy's
+            # gradient only when the bonus is on: it is not computed otherwise)
+            logprobs, token_entropy = logprobs_and_entropy(logits, responses)  # (mb, g) each
             pg = policy_loss(logprobs, batch.logprobs[idx, :g_width], advantages[idx, :g_width], mask,
                              cfg.cliprange, count=count)
             vf_loss, vf_clipfrac = value_loss(values, batch.values[idx, :g_width], returns[idx, :g_width], mask,
                                               cfg.cliprange_value, count=count)
             loss = pg.loss + cfg.vf_coef * vf_loss
             if cfg.entropy_coef:
-                entropy = masked_mean(entropy_from_logprobs(all_logprobs), mask, count=count)
+                entropy = masked_mean(token_entropy, mask, count=count)
                 loss = loss - cfg.entropy_coef * entropy
             else:
-                with torch.no_grad():
-                    entropy = masked_mean(entropy_from_logprobs(all_logprobs), mask, count=count)
+                entropy = masked_mean(token_entropy.detach(), mask, count=count)
 
             named = (("policy/approxkl_avg", pg.approxkl), ("policy/clipfrac_avg", pg.clipfrac),
                      ("loss/policy_avg", pg.loss), ("loss/value_avg", vf_loss), ("val/clipfrac_avg", vf_clipfrac),
@@ -282,7 +291,11 @@ def ppo_update(cfg: PPOConfig, policy: PolicyWithValueHead, optimizer: torch.opt
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm else math.inf
             if plain_clip:
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+                if max_norm == math.inf:  # no clipping (x 1.0 is a no-op): the norm only serves the finiteness check
+                    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None],
+                                                              foreach=True)
+                else:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
             else:  # gradients averaged over processes (and unscaled under fp16) before the norm is taken
                 accelerator.backward(loss)
                 grad_norm = accelerator.clip_grad_norm_(params, max_norm)

@@ -102,3 +102,33 @@ def test_prompt_too_long_for_the_model_is_a_clear_error(tok, lm):
                   pad_token_id=tok.pad_token_id).shape[1] <= 11  # exactly at the limit is fine
     with pytest.raises(ValueError, match="positions"):
         sample_completions(lm, tok, ["好" * 40], max_new_tokens=1)
+
+
+@pytest.mark.parametrize("prompts, kw", [
+    (PROMPTS, {}),  # left padding, some rows stop early
+    (["这部电影很"] * 3, {}),  # no padding: generate's causal masks without a mask tensor
+    (PROMPTS * 2, {"temperature": 0.7, "top_k": 5, "top_p": 0.9}),
+    (PROMPTS, {"max_new_tokens": 1}),
+])
+def test_gpt2_decode_samples_what_generate_samples_bit_for_bit(tok, lm, prompts, kw):
+    """The GPT-2 decoding loop draws the same tokens as ``generate`` and leaves torch's RNG in the same state."""
+    import rlhf.sampling as sampling
+
+    assert sampling.decodable(lm)
+    kw = {"max_new_tokens": 12, **kw}
+    ids, mask = encode_prompts(tok, prompts)
+
+    def draw():
+        torch.manual_seed(3)
+        out = sample(lm, ids, mask, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+        return out, torch.rand(1)
+
+    fast, fast_rng = draw()
+    original = sampling.decodable
+    sampling.decodable = lambda model: False  # generate
+    try:
+        slow, slow_rng = draw()
+    finally:
+        sampling.decodable = original
+    assert fast.shape == slow.shape and torch.equal(fast, slow)
+    assert torch.equal(fast_rng, slow_rng)

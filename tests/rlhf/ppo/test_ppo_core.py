@@ -144,3 +144,27 @@ def test_fixed_kl_controller_never_moves():
     ctl = FixedKLController(0.05)
     assert ctl.update(100.0, 64) == 0.05
     assert ctl.update(0.0, 64) == 0.05
+
+
+def test_logprobs_and_entropy_match_log_softmax_and_its_autograd():
+    from rlhf.ppo.core import logprobs_and_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(3, 4, 7, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+    labels = torch.randint(0, 7, (3, 4), generator=gen)
+    weights = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
+    logprobs, entropy = logprobs_and_entropy(logits, labels)
+    reference = torch.log_softmax(logits, -1)
+    ref_logprobs = reference.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    ref_entropy = entropy_from_logprobs(reference)
+    assert torch.allclose(logprobs, ref_logprobs) and torch.allclose(entropy, ref_entropy)
+    assert torch.allclose(logprobs, logprobs_from_logits(logits, labels))
+    for use in ("both", "logprobs", "entropy"):  # the gradient of each output alone and of both
+        out = {"both": (weights[0] * logprobs + weights[1] * entropy), "logprobs": weights[0] * logprobs,
+               "entropy": weights[1] * entropy}[use].sum()
+        ref = {"both": (weights[0] * ref_logprobs + weights[1] * ref_entropy), "logprobs": weights[0] * ref_logprobs,
+               "entropy": weights[1] * ref_entropy}[use].sum()
+        grad, = torch.autograd.grad(out, logits, retain_graph=True)
+        ref_grad, = torch.autograd.grad(ref, logits, retain_graph=True)
+        assert torch.allclose(grad, ref_grad), use
+    assert torch.autograd.gradcheck(lambda z: logprobs_and_entropy(z, labels), (logits.detach().requires_grad_(),))

@@ -48,3 +48,64 @@ def test_fresh_value_head_when_absent_is_seeded(tmp_path, make_lm):
     assert torch.equal(a.value_head.weight, b.value_head.weight)
     assert not torch.equal(a.value_head.weight, c.value_head.weight)
     assert a.value_head.bias.abs().sum().item() == 0.0
+
+
+def test_packed_backbone_equals_the_models_own_forward_bit_for_bit(tok, make_lm):
+    """Padding-free GPT-2 forward: every real token's hidden state is the model's own, bit for bit; padding is 0."""
+    from rlhf.ppo.model import backbone_hidden, packable, packed_gpt2_hidden
+
+    lm = make_lm()
+    assert packable(lm)
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, len(tok), (6, 11), generator=gen)
+    mask = torch.ones(6, 11, dtype=torch.long)
+    for row, (left, end) in enumerate([(0, 11), (3, 11), (5, 9), (1, 6), (0, 10), (4, 8)]):
+        mask[row, :left], mask[row, end:] = 0, 0  # left-padded prompt, padding after EOS
+    ids = ids.masked_fill(mask == 0, tok.pad_token_id)
+    with torch.no_grad():
+        own = lm.base_model(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                            use_cache=False).last_hidden_state
+        packed = packed_gpt2_hidden(lm.base_model, ids, mask)
+    real = mask.bool()
+    assert torch.equal(packed[real], own[real])
+    assert packed[~real].abs().sum() == 0
+    assert torch.equal(backbone_hidden(lm, ids, mask), packed)
+    with torch.no_grad():  # only the positions 4: (the last block skips the others' rows)
+        tail = packed_gpt2_hidden(lm.base_model, ids, mask, 4)
+    assert tail.shape == (6, 7, 32)
+    assert torch.equal(tail[real[:, 4:]], own[:, 4:][real[:, 4:]])
+    assert tail[~real[:, 4:]].abs().sum() == 0
+
+
+def test_packed_backbone_gradients_match_the_padded_forwards(tok, make_lm):
+    policy, other = PolicyWithValueHead(make_lm()), PolicyWithValueHead(make_lm())
+    ids, mask = encode_prompts(tok, ["好的很好", "哈", "这部电影"])
+    ids = torch.cat([ids, torch.tensor([[7, 8, 9], [9, 8, tok.pad_token_id], [7, 7, 7]])], dim=1)
+    mask = torch.cat([mask, torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1]])], dim=1)
+    import rlhf.ppo.model as model_module
+    logits, values = policy(ids, mask, prompt_width=5)
+    response_mask = mask[:, 5:].float()
+    ((logits.logsumexp(-1) + values) * response_mask).sum().backward()
+    original = model_module.packable
+    model_module.packable = lambda lm: False  # the model's own (padded) forward
+    try:
+        logits2, values2 = other(ids, mask, prompt_width=5)
+    finally:
+        model_module.packable = original
+    ((logits2.logsumexp(-1) + values2) * response_mask).sum().backward()
+    real = response_mask.bool()
+    assert torch.equal(logits[real], logits2[real]) and torch.equal(values[real], values2[real])
+    for (name, p), q in zip(policy.named_parameters(), other.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6), name  # summation order only
+
+
+def test_models_that_are_not_packable_use_their_own_forward(tok):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlhf.ppo.model import packable
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok), n_positions=16)
+    config._attn_implementation = "eager"
+    assert not packable(GPT2LMHeadModel(config))
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok), n_positions=16, resid_pdrop=0.1)
+    assert not packable(GPT2LMHeadModel(config).train())
