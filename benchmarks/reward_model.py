@@ -10,6 +10,11 @@ init (seed 0), AdamW lr 1e-4, no weight decay, linear decay without warm-up, gra
 (b) ``trl.RewardTrainer``: the same lists expanded into their 4 cross-tier (chosen, rejected)
     pairs, 32 pairs (= 64 sequences, 8 lists) a step.
 
+Per epoch ours is faster; ``--equal-time`` (on by default with TRL) also asks what that buys: (c) ours
+again, with as many epochs as fit in TRL's measured wall time for its one epoch (at least 1; the
+same learning rate, decayed linearly over the longer run, the last weights kept), so the two
+trainers' held-out accuracies compare at the same wall time.
+
 Both are evaluated on the same held-out lists with :func:`rlhf.reward.evaluate_reward_model`.
 ``--ablations`` also times variants of (a) on ``--ablation-lists`` lists (no bucketing, one padded
 batch per step, the lists fed as independent pairs) and a forward+backward micro-benchmark, to
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--base-cache", default=str(Path(tempfile.gettempdir()) / "rlhf-benchmarks"))
     ap.add_argument("--base-steps", type=int, default=300, help="LM steps when bootstrapping a base (anchor: 300)")
     ap.add_argument("--skip-trl", action="store_true", help="time only our trainer")
+    ap.add_argument("--equal-time", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train ours for as many epochs as fit in TRL's wall time (needs TRL's run)")
     ap.add_argument("--ablations", action="store_true", help="also time variants of our trainer and a micro-benchmark")
     ap.add_argument("--ablation-lists", type=int, default=500, help="train lists of each ablation run")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for every run (0: torch's default; "
@@ -229,6 +236,14 @@ def main(argv: list[str] | None = None) -> dict:
         report["cpu_speedup_per_epoch"] = (report["trl"]["cpu_seconds_per_epoch"]
                                            / report["ours"]["cpu_seconds_per_epoch"])
         report["accuracy_delta"] = report["ours"]["dev_pairwise_accuracy"] - report["trl"]["dev_pairwise_accuracy"]
+        if args.equal_time:
+            epochs = max(1, int(report["trl"]["seconds_per_epoch"] // report["ours"]["seconds_per_epoch"]))
+            same_time = run_ours(args, base_dir, train, held, name=f"ours_equal_time_{epochs}_epochs", epochs=epochs)
+            same_time["epochs"] = epochs
+            same_time["wall_seconds"] = same_time["seconds_per_epoch"] * epochs
+            report["ours_equal_time"] = same_time
+            report["equal_time_accuracy_delta"] = (same_time["dev_pairwise_accuracy"]
+                                                   - report["trl"]["dev_pairwise_accuracy"])
     if args.ablations:
         small = train[: args.ablation_lists]
         report["ablations"] = {"train_lists": len(small), "runs": [
@@ -242,11 +257,16 @@ def main(argv: list[str] | None = None) -> dict:
         report["micro_benchmark"] = micro_benchmark(args, base_dir, train)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    summary = {k: report[k] for k in ("speedup_per_epoch", "accuracy_delta") if k in report}
+    summary = {k: report[k] for k in ("speedup_per_epoch", "accuracy_delta", "equal_time_accuracy_delta")
+               if k in report}
     print(f"[bench] ours {report['ours']['seconds_per_epoch']:.1f} s/epoch, dev acc "
           f"{report['ours']['dev_pairwise_accuracy']:.3f}; "
           + (f"trl {report['trl']['seconds_per_epoch']:.1f} s/epoch, dev acc {report['trl']['dev_pairwise_accuracy']:.3f}; "
-             if "trl" in report else "") + json.dumps(summary) + f" -> {args.out}", flush=True)
+             if "trl" in report else "")
+          + (f"ours in TRL's wall time ({report['ours_equal_time']['epochs']} epochs, "
+             f"{report['ours_equal_time']['wall_seconds']:.1f} s): dev acc "
+             f"{report['ours_equal_time']['dev_pairwise_accuracy']:.3f}; " if "ours_equal_time" in report else "")
+          + json.dumps(summary) + f" -> {args.out}", flush=True)
     return report
 
 

@@ -50,6 +50,16 @@ class RewardModelConfig:
                                "center_rewards_coefficient idea), keeping scores near 0", min=0.0)
     disable_dropout: bool = param(True, "set every dropout probability of the backbone to 0 while training "
                                   "(rank losses on noisy scores learn slower; TRL does the same)")
+    dropout: float | None = param(None, "dropout probability of every dropout layer of the backbone while training, "
+                                  "set after disable_dropout (null: the backbone's own, zeroed by disable_dropout); "
+                                  "a small reward model on a few thousand lists overfits in a few epochs without it",
+                                  min=0.0, max=0.9)
+    prefix_augment: float = param(0.0, "fraction of the train rank lists built from a labelled corpus (source "
+                                  "'corpus') added once more with every text cut to a random prefix of at least "
+                                  "prefix_min_chars characters (a review's opening carries its label): the model "
+                                  "learns to rank unfinished texts, which PPO's completions and cut-off texts are; "
+                                  "human and imported lists are never cut (0: off)", min=0.0, max=1.0)
+    prefix_min_chars: int = param(10, "shortest prefix prefix_augment cuts a text to, in characters", min=1)
     batch_size_eval: int = param(64, "texts per forward when scoring dev/test texts", min=1)
     on_invalid_list: str = param("error", "a rank list with fewer than 2 texts or all texts in one tier: "
                                  "'error' (raise, naming the list) or 'skip' (drop it and count it)",

@@ -130,6 +130,14 @@ def disable_dropout(model: torch.nn.Module) -> int:
     return changed
 
 
+def set_dropout(model: torch.nn.Module, p: float) -> int:
+    """Set ``p`` on every dropout module of ``model``; returns how many there are."""
+    modules = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for module in modules:
+        module.p = p
+    return len(modules)
+
+
 def encode_texts(tok: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int | None
                  ) -> tuple[list[list[int]], list[bool]]:
     """Ids of ``[BOS] + text + [EOS]`` for each text, cut to ``max_length`` keeping BOS and EOS.

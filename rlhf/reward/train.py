@@ -12,7 +12,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -22,10 +22,10 @@ from rlhf.config import to_dict
 from rlhf.distributed import all_sum, gather_strided, is_main, rank_and_world, shard
 from rlhf.models.base_lm import length_bucketed_batches
 from rlhf.reward.config import RewardModelConfig
-from rlhf.reward.evaluate import RankListView, prepare_lists, ranking_metrics
+from rlhf.reward.evaluate import RankListView, as_rank_list, prepare_lists, ranking_metrics
 from rlhf.reward.loss import build_rank_pairs, rank_loss
 from rlhf.reward.model import (RewardScorer, disable_dropout, encode_texts, forward_scores, reward_stats,
-                               save_reward_model)
+                               save_reward_model, set_dropout)
 from rlhf.seed import seed_everything
 from rlhf.tokenizer import pad_right
 
@@ -136,6 +136,31 @@ def dev_evaluation(scorer: RewardScorer, seqs: list[list[int]], pairs, cfg: Rewa
     return metrics, scores
 
 
+def prefix_copies(lists: Sequence[Any], fraction: float, min_chars: int, seed: int) -> list[dict[str, Any]]:
+    """Copies of about ``fraction`` of the corpus-built ``lists`` with every text cut to a random prefix.
+
+    Only lists whose ``source`` is ``'corpus'`` (built from a labelled corpus, where a text's
+    label is its tier and a review's opening carries it) are copied; human and imported lists are
+    never cut. A text is cut to a length drawn uniformly from ``[min(min_chars, len), len]``; a
+    copy whose cut texts are no longer distinct is left out. Seeded by ``seed``: the same lists
+    give the same copies. Ids get the suffix ``~prefix``.
+    """
+    if fraction <= 0:
+        return []
+    rng = random.Random(f"prefix-augment-{seed}")
+    copies = []
+    for obj in lists:
+        source = obj.get("source") if isinstance(obj, dict) else getattr(obj, "source", None)
+        if source != "corpus" or rng.random() >= fraction:
+            continue
+        view = as_rank_list(obj, len(copies))
+        tiers = [[t[:rng.randint(min(min_chars, len(t)), len(t))] for t in tier] for tier in view.tiers]
+        texts = [t for tier in tiers for t in tier]
+        if len(set(texts)) == len(texts) and all(texts):
+            copies.append({"id": f"{view.id}~prefix", "prompt": view.prompt, "tiers": tiers, "source": "corpus"})
+    return copies
+
+
 def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreTrainedTokenizerBase,
                        train_lists: Iterable[Any], dev_lists: Iterable[Any], out_dir: str | Path | None, *,
                        seed: int, on_step: OnStep | None = None, progress: bool = True,
@@ -164,7 +189,9 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
     main process saves.
     """
     seed_everything(seed)
-    train_views, train_skipped = prepare_lists(train_lists, cfg.on_invalid_list)
+    train_lists = list(train_lists)
+    augmented = prefix_copies(train_lists, cfg.prefix_augment, cfg.prefix_min_chars, seed)
+    train_views, train_skipped = prepare_lists(train_lists + augmented, cfg.on_invalid_list)
     dev_views, dev_skipped = prepare_lists(dev_lists, cfg.on_invalid_list)
     if not train_views:
         raise ValueError(f"train_reward_model: no valid train rank list (skipped: {train_skipped or 'none'})")
@@ -177,6 +204,8 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
 
     if cfg.disable_dropout:
         disable_dropout(model)
+    if cfg.dropout is not None:
+        set_dropout(model, cfg.dropout)
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     pad_id = tok.pad_token_id
@@ -321,6 +350,7 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
         "texts_per_second": sum(len(s) for s in train_seqs) * step / steps_per_epoch / train_s if train_s else 0.0,
         "padding_fraction": 1.0 - real / slots,
         "n_train_lists": len(train_views),
+        "n_prefix_augmented_lists": len(augmented),
         "n_dev_lists": len(dev_views),
         "n_train_lists_skipped": sum(train_skipped.values()),
         "n_dev_lists_skipped": sum(dev_skipped.values()),

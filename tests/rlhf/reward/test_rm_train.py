@@ -107,3 +107,37 @@ def test_chunked_forward_gives_the_same_scores_and_gradients(base_dir):
     assert torch.allclose(chunked, whole, atol=1e-5)
     assert torch.allclose(model.score.weight.grad, grad_whole, atol=1e-5)
     assert real == sum(len(s) for s in seqs) and slots < mask.numel()
+
+
+def corpus(lists):
+    return [{**rl, "source": "corpus"} for rl in lists]
+
+
+def test_prefix_copies_cut_corpus_lists_only_and_are_seeded():
+    from rlhf.reward.train import prefix_copies
+
+    lists = corpus(toy_lists(200, 1)) + [{**rl, "source": "human"} for rl in toy_lists(50, 2)]
+    copies = prefix_copies(lists, 0.5, 3, seed=0)
+    assert copies == prefix_copies(lists, 0.5, 3, seed=0) and copies != prefix_copies(lists, 0.5, 3, seed=1)
+    originals = {rl["id"]: rl for rl in lists}
+    assert 60 <= len(copies) <= 120  # about half of the 200 corpus lists (a few cut to equal texts are left out)
+    for copy in copies:
+        original = originals[copy["id"].removesuffix("~prefix")]
+        assert original["source"] == "corpus" and copy["id"].endswith("~prefix")
+        for tier, cut_tier in zip(original["tiers"], copy["tiers"]):
+            for text, cut in zip(tier, cut_tier):
+                assert text.startswith(cut) and len(cut) >= min(3, len(text))
+        texts = [t for tier in copy["tiers"] for t in tier]
+        assert len(set(texts)) == len(texts)
+    assert prefix_copies(lists, 0.0, 3, seed=0) == []
+    assert prefix_copies([{**rl, "source": "human"} for rl in toy_lists(20, 1)], 1.0, 3, seed=0) == []
+
+
+def test_prefix_augment_and_dropout_reach_training(base_dir):
+    c = cfg(epochs=1, eval_every=0, prefix_augment=1.0, prefix_min_chars=2, dropout=0.1)
+    model, _, summary = train(base_dir, None, c, corpus(toy_lists(32, 1)), toy_lists(8, 2))
+    assert 0 < summary["n_prefix_augmented_lists"] <= 32
+    assert summary["n_train_lists"] == 32 + summary["n_prefix_augmented_lists"]
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    with pytest.raises(Exception, match="reward_model.dropout"):
+        cfg(dropout=1.5)
