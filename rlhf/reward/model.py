@@ -120,16 +120,6 @@ def load_reward_backbone(cfg: RewardModelConfig, base_dir: str | Path = "models/
     return model, tok
 
 
-def disable_dropout(model: torch.nn.Module) -> int:
-    """Set ``p = 0`` on every dropout module of ``model``; returns how many were changed."""
-    changed = 0
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout) and module.p != 0:
-            module.p = 0.0
-            changed += 1
-    return changed
-
-
 def set_dropout(model: torch.nn.Module, p: float) -> int:
     """Set ``p`` on every dropout module of ``model``; returns how many there are."""
     modules = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]

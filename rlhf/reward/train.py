@@ -24,7 +24,7 @@ from rlhf.models.base_lm import length_bucketed_batches
 from rlhf.reward.config import RewardModelConfig
 from rlhf.reward.evaluate import RankListView, as_rank_list, prepare_lists, ranking_metrics
 from rlhf.reward.loss import build_rank_pairs, rank_loss
-from rlhf.reward.model import (RewardScorer, disable_dropout, encode_texts, forward_scores, reward_stats,
+from rlhf.reward.model import (RewardScorer, encode_texts, forward_scores, reward_stats,
                                save_reward_model, set_dropout)
 from rlhf.seed import seed_everything
 from rlhf.tokenizer import pad_right
@@ -202,10 +202,8 @@ def train_reward_model(cfg: RewardModelConfig, model: PreTrainedModel, tok: PreT
     dev_flat = [s for seqs in dev_seqs for s in seqs]
     dev_pairs = build_rank_pairs([v.tiers for v in dev_views], [v.id for v in dev_views]) if dev_views else None
 
-    if cfg.disable_dropout:
-        disable_dropout(model)
-    if cfg.dropout is not None:
-        set_dropout(model, cfg.dropout)
+    if cfg.dropout is not None or cfg.disable_dropout:  # an explicit dropout wins over disable_dropout
+        set_dropout(model, cfg.dropout if cfg.dropout is not None else 0.0)
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     pad_id = tok.pad_token_id
