@@ -22,7 +22,7 @@ from rlhf.config import to_dict
 from rlhf.distributed import all_sum, gather_strided, is_main, rank_and_world, shard
 from rlhf.models.base_lm import length_bucketed_batches
 from rlhf.reward.config import RewardModelConfig
-from rlhf.reward.evaluate import RankListView, as_rank_list, prepare_lists, ranking_metrics
+from rlhf.reward.evaluate import InvalidRankListError, RankListView, as_rank_list, prepare_lists, ranking_metrics
 from rlhf.reward.loss import build_rank_pairs, rank_loss
 from rlhf.reward.model import (RewardScorer, encode_texts, forward_scores, reward_stats,
                                save_reward_model, set_dropout)
@@ -153,7 +153,10 @@ def prefix_copies(lists: Sequence[Any], fraction: float, min_chars: int, seed: i
         source = obj.get("source") if isinstance(obj, dict) else getattr(obj, "source", None)
         if source != "corpus" or rng.random() >= fraction:
             continue
-        view = as_rank_list(obj, len(copies))
+        try:
+            view = as_rank_list(obj, len(copies))
+        except InvalidRankListError:  # the original is refused or counted by prepare_lists; no copy of it
+            continue
         tiers = [[t[:rng.randint(min(min_chars, len(t)), len(t))] for t in tier] for tier in view.tiers]
         texts = [t for tier in tiers for t in tier]
         if len(set(texts)) == len(texts) and all(texts):

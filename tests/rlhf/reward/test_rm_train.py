@@ -141,3 +141,11 @@ def test_prefix_augment_and_dropout_reach_training(base_dir):
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
     with pytest.raises(Exception, match="reward_model.dropout"):
         cfg(dropout=1.5)
+
+
+def test_prefix_copies_leave_malformed_lists_to_on_invalid_list():
+    from rlhf.reward.train import prefix_copies
+
+    bad = {"id": "bad", "source": "corpus", "tiers": "not tiers"}
+    assert [c["id"] for c in prefix_copies([bad, *corpus(toy_lists(4, 1))], 1.0, 3, seed=0)] != []
+    assert all(c["id"] != "bad~prefix" for c in prefix_copies([bad], 1.0, 3, seed=0))
