@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> dict:
     big = statistics.median(big_rates)
 
     # the shape grid: rows of generation (batch x 1), a minibatch and a scoring pass, and the big shape's
-    score_rows = max(m for (b, m, k, n) in recorders["score_policy"].mm if b == 1)  # the rollout's real tokens
+    # the rollout's real tokens: the reference's scoring pass (the policy's old log-probs come from decoding)
+    score_rows = max(m for (b, m, k, n) in recorders["score_ref"].mm if b == 1)
     mb_rows = score_rows * cfg.minibatch_size // cfg.batch_size
     grid = {}
     for rows in sorted({cfg.batch_size, mb_rows, score_rows, BIG[0]}):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -29,6 +29,10 @@ from transformers import (LogitsProcessor, LogitsProcessorList, PreTrainedTokeni
 
 from rlhf.models.positions import max_positions
 from rlhf.tokenizer import decode, encode_batch, pad_left
+
+
+# ``record(hidden, scores, tokens)`` of :func:`gpt2_decode`: one call per sampled token
+StepRecorder = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 def encode_prompts(tok: PreTrainedTokenizerBase, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +136,7 @@ def check_fits(model, prompt_tokens: int, max_new_tokens: int) -> None:
 @torch.inference_mode()
 def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_token_id: int,
-           pad_token_id: int, accelerator=None) -> torch.Tensor:
+           pad_token_id: int, accelerator=None, record: StepRecorder | None = None) -> torch.Tensor:
     """Sample one completion per left-padded prompt ``(batch, P)`` with the KV cache.
 
     ``model``: a causal LM, or anything with its ``generate`` and ``config`` (the PPO policy).
@@ -147,6 +151,9 @@ def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_ne
     (:class:`InverseCDFSampler`), and a process whose rows all ended early draws the steps the
     others still took, so torch's RNG stays the same on every process and the samples equal a
     one-process run of the global batch.
+
+    ``record``: passed to :func:`gpt2_decode` (called once per sampled token) when the GPT-2 loop
+    decodes; ``generate`` calls it never, so a caller checks how often it was called.
     """
     from rlhf.distributed import all_max, all_sum, rank_and_world
 
@@ -163,7 +170,7 @@ def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_ne
     if not synced and decodable(lm):
         out = gpt2_decode(lm, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens,
                           processors=sampling_processors(temperature, top_k, top_p, sampler), eos_token_id=eos_token_id,
-                          pad_token_id=pad_token_id)
+                          pad_token_id=pad_token_id, record=record)
         if world > 1:
             for _ in range(int(all_max(float(sampler.draws), accelerator)) - sampler.draws):
                 uniforms(sampler.total_rows, prompt_ids.device)
@@ -195,7 +202,8 @@ def decodable(lm) -> bool:
 
 @torch.inference_mode()
 def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
-                processors: LogitsProcessorList, eos_token_id: int, pad_token_id: int) -> torch.Tensor:
+                processors: LogitsProcessorList, eos_token_id: int, pad_token_id: int,
+                record: StepRecorder | None = None) -> torch.Tensor:
     """``generate``'s greedy decoding over ``processors`` (the last one an :class:`InverseCDFSampler`) for a GPT-2,
     without its per-token machinery: the same ops on the same shapes, so the same tokens bit for bit.
 
@@ -203,6 +211,11 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
     token of the ``(batch, 1)`` last tokens (keys and values appended, as ``generate``'s cache
     does); the LM head runs on the last position only. A row that has emitted EOS feeds
     ``pad_token_id`` from then on; the loop stops when every row has. Returns ``(batch, G)``.
+
+    ``record(hidden, scores, tokens)``, when given, is called after each token is drawn with the
+    final hidden state ``(batch, hidden)`` (after ``ln_f``) of the position that predicted it, the
+    LM's float32 scores ``(batch, V)`` there before any warper, and the tokens ``(batch,)``: what PPO's
+    old log-probs and values are (:func:`rlhf.ppo.rollout.rollout`), without a second forward.
     """
     model = lm.transformer
     sampler = processors[-1]
@@ -238,19 +251,23 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
             out = attn.c_proj(out.reshape(*out.shape[:-2], -1).contiguous())
             x = out + residual
             x = x + block.mlp(block.ln_2(x))
-        return lm.lm_head(model.ln_f(x)[:, -1:, :])[:, -1, :].to(copy=True, dtype=torch.float32)  # (batch, V)
+        hidden = model.ln_f(x)[:, -1:, :]  # (batch, 1, hidden)
+        return hidden[:, -1], lm.lm_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)  # (batch, V)
 
-    scores = forward(model.wte(prompt_ids) + model.wpe(positions), mask, prefill=True)
+    hidden, scores = forward(model.wte(prompt_ids) + model.wpe(positions), mask, prefill=True)
     lengths = prompt_mask.long().sum(-1, keepdim=True)  # (batch, 1) the next token's position
     key_mask = real
     sequences = prompt_ids
     unfinished = torch.ones(batch, dtype=torch.long, device=device)
     out = []
     for step in range(max_new_tokens):
+        raw = scores
         for warper in warpers:
             scores = warper(sequences, scores)
         tokens = sampler.draw(scores)[:, 0]  # (batch,)
         tokens = tokens * unfinished + pad_token_id * (1 - unfinished)
+        if record is not None:
+            record(hidden, raw, tokens)
         out.append(tokens)
         unfinished = unfinished & (tokens != eos_token_id).long()
         if step == max_new_tokens - 1 or not bool(unfinished.any()):
@@ -260,7 +277,7 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
         key_mask = torch.cat([key_mask, key_mask.new_ones(batch, 1)], dim=1)
         step_mask = key_mask[:, None, None, :] if padded else None
         x = model.wte(tokens[:, None]) + model.wpe(lengths + step)
-        scores = forward(x, step_mask, prefill=False)
+        hidden, scores = forward(x, step_mask, prefill=False)
     return torch.stack(out, dim=1)
 
 

@@ -10,7 +10,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-# The phases of one iteration, in order (``ppo_step`` and ``rollout``):
+# The phases of one iteration, in order (``ppo_step`` and ``rollout``; ``score_policy`` only when the
+# policy's old log-probs and values need a forward of their own, i.e. when the GPT-2 decoding loop did not sample):
 PHASES = ("generate", "score_policy", "score_ref", "reward", "advantages", "update")
 
 

@@ -1,13 +1,15 @@
 """Rollout: sample completions for a batch of prompts and record what PPO needs about them.
 
-One rollout is three batched model calls, all under ``torch.inference_mode()``:
+One rollout is two or three batched model calls, all under ``torch.inference_mode()``:
 
 1. :func:`rlhf.sampling.sample`, the one sampler (KV-cached decoding over left-padded
    ``[BOS] + prompt`` ids, so every completion starts at the same column);
-2. one forward of the policy for the old log-probs and values of the sampled tokens;
+2. the old log-probs and values of the sampled tokens: for a GPT-2 policy taken from the decoding
+   pass itself (the hidden state and scores that each token was drawn from: the same computation
+   as a full forward up to float round-off, ~1e-6 in the log-probs), else one forward of the policy;
 3. one forward of the reference model for its log-probs.
 
-Both forwards of a GPT-2 run padding-free (:func:`rlhf.ppo.model.packed_gpt2_hidden`).
+The forwards of a GPT-2 run padding-free (:func:`rlhf.ppo.model.packed_gpt2_hidden`).
 
 Everything after a completion's first EOS is padding (mask 0); a completion that never emitted
 EOS within ``max_new_tokens`` is kept whole and flagged in ``ended``.
@@ -51,22 +53,27 @@ class Rollout:
 @torch.inference_mode()
 def rollout(policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTokenizerBase,
             prompts: Sequence[str], *, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-            top_p: float = 1.0, accelerator=None, phases: Phases | None = None) -> Rollout:
+            top_p: float = 1.0, accelerator=None, phases: Phases | None = None,
+            score_while_decoding: bool = True) -> Rollout:
     """Sample completions for ``prompts`` and compute old log-probs, values and reference log-probs.
 
     ``accelerator`` (data parallel): ``prompts`` are this process's share of the global batch; the
     samples are those one process would draw for the global batch (:func:`rlhf.sampling.sample`).
     ``phases``: times the sampling (``generate``) and the scoring passes (``score_policy``: old log-probs
     and values; ``score_ref``: reference log-probs).
+    ``score_while_decoding``: take the old log-probs and values from the decoding loop when it runs
+    (:func:`rlhf.sampling.gpt2_decode`; no ``score_policy`` phase then); False: always from a
+    forward of the policy over the finished sequences, as :meth:`PolicyWithValueHead.forward`.
     """
     phases = phases if phases is not None else Phases()
     prompt_ids, prompt_mask = encode_prompts(tok, prompts)  # (batch, P)
     device = policy.device
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    scores = DecodingScores(policy, temperature) if score_while_decoding else None
     with phases("generate"):
         responses = sample(policy, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
                            top_k=top_k, top_p=top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                           accelerator=accelerator)
+                           accelerator=accelerator, record=scores)
     response_mask, ended = response_mask_after_eos(responses, tok.eos_token_id)  # (batch, G), (batch,)
     responses = responses.masked_fill(~response_mask, tok.pad_token_id)
     query_responses = torch.cat([prompt_ids, responses], dim=1)  # (batch, P + G)
@@ -74,16 +81,36 @@ def rollout(policy: PolicyWithValueHead, ref: PreTrainedModel, tok: PreTrainedTo
     width = prompt_ids.shape[1]
     mask = response_mask.float()
 
-    with phases("score_policy"):
-        logits, values = policy(query_responses, attention_mask, width)  # (batch, G, vocab), (batch, G)
-        logprobs = logprobs_from_logits(scaled(logits, temperature), responses) * mask
-        del logits
+    if scores is not None and len(scores.logprobs) == responses.shape[1]:  # one record per sampled token
+        logprobs = torch.stack(scores.logprobs, dim=1) * mask  # (batch, G)
+        values = torch.stack(scores.values, dim=1)  # (batch, G)
+    else:  # sampled by generate (not a GPT-2), or asked for: one forward of the finished sequences
+        with phases("score_policy"):
+            logits, values = policy(query_responses, attention_mask, width)  # (batch, G, vocab), (batch, G)
+            logprobs = logprobs_from_logits(scaled(logits, temperature), responses) * mask
+            del logits
     with phases("score_ref"):
         ref_logits = response_logits(ref, query_responses, attention_mask, width)  # (batch, G, vocab)
         ref_logprobs = logprobs_from_logits(scaled(ref_logits, temperature), responses) * mask
     return Rollout(query_responses=query_responses, attention_mask=attention_mask, prompt_width=width,
                    response_mask=mask, ended=ended, logprobs=logprobs, ref_logprobs=ref_logprobs,
                    values=values * mask)
+
+
+class DecodingScores:
+    """The old log-probs and values of each sampled token, from the decoding loop (``record`` of
+    :func:`rlhf.sampling.gpt2_decode`): ``log softmax(scores / temperature)`` at the token (as
+    :func:`logprobs_from_logits`; top-k / top-p do not enter, as they do not in the forward), and the
+    value head on the hidden state the token was drawn from. One ``(batch,)`` tensor per step in each list."""
+
+    def __init__(self, policy: PolicyWithValueHead, temperature: float):
+        self.value_head, self.temperature = policy.value_head, temperature
+        self.logprobs: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __call__(self, hidden: torch.Tensor, scores: torch.Tensor, tokens: torch.Tensor) -> None:
+        self.logprobs.append(logprobs_from_logits(scaled(scores, self.temperature), tokens))
+        self.values.append(self.value_head(hidden).squeeze(-1))
 
 
 def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:

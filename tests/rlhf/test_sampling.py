@@ -132,3 +132,29 @@ def test_gpt2_decode_samples_what_generate_samples_bit_for_bit(tok, lm, prompts,
         sampling.decodable = original
     assert fast.shape == slow.shape and torch.equal(fast, slow)
     assert torch.equal(fast_rng, slow_rng)
+
+
+def test_gpt2_decode_records_the_hidden_state_and_scores_each_token_was_drawn_from(tok, lm):
+    """``record`` sees, per sampled token, the final hidden state and the raw scores at the position that predicted
+    it (a full forward's, up to round-off), and changes no token."""
+    ids, mask = encode_prompts(tok, PROMPTS)
+    kw = {"max_new_tokens": 8, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+          "temperature": 0.7, "top_k": 5}
+    torch.manual_seed(3)
+    plain = sample(lm, ids, mask, **kw)
+    calls = []
+    torch.manual_seed(3)
+    out = sample(lm, ids, mask, record=lambda hidden, scores, tokens: calls.append((hidden, scores, tokens)), **kw)
+    assert torch.equal(out, plain) and len(calls) == out.shape[1]
+    assert all(torch.equal(tokens, out[:, t]) for t, (_, _, tokens) in enumerate(calls))
+    full = torch.cat([ids, out], dim=1)
+    attention = torch.cat([mask, torch.ones_like(out)], dim=1)
+    with torch.no_grad():
+        res = lm(input_ids=full, attention_mask=attention, position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+                 output_hidden_states=True)
+    width = ids.shape[1]
+    for t, (hidden, scores, _) in enumerate(calls):  # only rows still running matter; all rows are real here
+        running = (out[:, :t] != tok.eos_token_id).all(1)
+        assert torch.allclose(hidden[running], res.hidden_states[-1][running, width + t - 1], atol=1e-5)
+        assert scores.dtype == torch.float32
+        assert torch.allclose(scores[running], res.logits[running, width + t - 1], atol=1e-5)

@@ -49,9 +49,53 @@ def test_rollout_masks_after_eos_and_matches_plain_forward(tok, make_lm):
 
 
 def test_rollout_of_identical_policy_and_reference_has_zero_kl(tok, make_lm):
+    """Exactly zero when both log-probs come from the same forward; round-off when the policy's come from decoding."""
     policy = PolicyWithValueHead(make_lm())
-    batch = rollout(policy, make_lm(), tok, ["好的", "哈哈嗯"], max_new_tokens=5)
+    batch = rollout(policy, make_lm(), tok, ["好的", "哈哈嗯"], max_new_tokens=5, score_while_decoding=False)
     assert torch.equal(batch.logprobs, batch.ref_logprobs)
+    batch = rollout(policy, make_lm(), tok, ["好的", "哈哈嗯"], max_new_tokens=5)
+    assert torch.allclose(batch.logprobs, batch.ref_logprobs, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [{}, {"temperature": 0.7, "top_k": 5, "top_p": 0.9}])
+def test_old_logprobs_and_values_from_decoding_equal_a_full_forward(tok, make_lm, kw):
+    """The decoding loop's log-probs and values (the default) are the policy forward's up to float round-off:
+    the same samples, left padding and rows that end early included; top-k / top-p enter neither."""
+    lm = make_lm()
+    with torch.no_grad():  # some rows stop early
+        lm.lm_head.weight[tok.eos_token_id] += 0.35 * lm.transformer.wte.weight.std() * 8
+    policy, ref = PolicyWithValueHead(lm), make_lm(seed=1)
+    prompts = ["好的很好", "哈", "东西", "这部电影很"] * 4
+
+    def run(**more):
+        torch.manual_seed(0)
+        out = rollout(policy, ref, tok, prompts, max_new_tokens=6, **kw, **more)
+        return out, torch.rand(1)
+
+    (decoded, rng_a), (forward, rng_b) = run(), run(score_while_decoding=False)
+    assert torch.equal(decoded.query_responses, forward.query_responses) and torch.equal(rng_a, rng_b)
+    if not kw:  # (under top-k 5 the EOS is rarely among the candidates)
+        assert decoded.ended.any() and not decoded.ended.all()
+    assert decoded.logprobs.shape == forward.logprobs.shape and decoded.values.shape == forward.values.shape
+    assert torch.allclose(decoded.logprobs, forward.logprobs, rtol=0, atol=1e-5)
+    assert torch.allclose(decoded.values, forward.values, rtol=0, atol=1e-5)
+    masked = decoded.response_mask == 0
+    assert (decoded.logprobs[masked] == 0).all() and (decoded.values[masked] == 0).all()
+    assert torch.equal(decoded.ref_logprobs, forward.ref_logprobs)
+
+
+def test_rollout_scores_with_a_forward_when_generate_samples(tok, make_lm, monkeypatch):
+    """A policy that the GPT-2 loop does not decode (``generate`` samples): old log-probs and values from a forward."""
+    import rlhf.sampling as sampling
+
+    policy, ref, prompts = PolicyWithValueHead(make_lm()), make_lm(seed=1), ["好的", "哈", "东西"]
+    torch.manual_seed(0)
+    expected = rollout(policy, ref, tok, prompts, max_new_tokens=5, score_while_decoding=False)
+    monkeypatch.setattr(sampling, "decodable", lambda lm: False)
+    torch.manual_seed(0)
+    batch = rollout(policy, ref, tok, prompts, max_new_tokens=5)
+    assert torch.equal(batch.query_responses, expected.query_responses)
+    assert torch.equal(batch.logprobs, expected.logprobs) and torch.equal(batch.values, expected.values)
 
 
 def test_rollout_samples_what_the_shared_sampler_samples(tok, make_lm):
