@@ -167,7 +167,7 @@ def worker_ours(spec: dict) -> dict:
 
     tok = load_tokenizer(spec["base_dir"])
     cfg = bench_config(spec["iterations"], spec["lr"])
-    policy = PolicyWithValueHead.from_pretrained(spec["base_dir"], seed=0)
+    policy = PolicyWithValueHead.from_pretrained(spec["base_dir"], seed=spec["seed"])
     ref = AutoModelForCausalLM.from_pretrained(spec["base_dir"])
     reward = RewardModelReward.from_pretrained(spec["rm_dir"], tok, normalization="none")
     stamps, cpu, history = [time.perf_counter()], [cpu_seconds()], []
@@ -177,7 +177,8 @@ def worker_ours(spec: dict) -> dict:
         cpu.append(cpu_seconds())
         history.append(m)
 
-    train_ppo(cfg, policy, ref, tok, reward, spec["prompts"], spec["out_dir"], seed=0, on_iteration=on_iteration,
+    train_ppo(cfg, policy, ref, tok, reward, spec["prompts"], spec["out_dir"], seed=spec["seed"],
+              on_iteration=on_iteration,
               progress=False)
     return {"iter_s": [b - a for a, b in zip(stamps, stamps[1:])], "iter_cpu_s": [b - a for a, b in zip(cpu, cpu[1:])],
             "threads": torch.get_num_threads(),
@@ -197,7 +198,7 @@ def worker_trl(spec: dict) -> dict:
     from transformers import AutoTokenizer, GPT2ForSequenceClassification, GPT2LMHeadModel, TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-    random.seed(0)
+    random.seed(spec["seed"])
     tok = AutoTokenizer.from_pretrained(spec["base_dir"])
     tok.padding_side = "left"
     tok.eos_token, tok.bos_token = "[SEP]", "[CLS]"
@@ -214,7 +215,7 @@ def worker_trl(spec: dict) -> dict:
         temperature=1.0, total_episodes=64 * spec["iterations"], stop_token_id=tok.sep_token_id,
         learning_rate=spec["lr"], bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
         report_to="none", logging_steps=1, save_strategy="no", eval_strategy="no", num_sample_generations=0,
-        seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        seed=spec["seed"], dataloader_num_workers=0, disable_tqdm=True,
     )
 
     class Timer(TrainerCallback):
@@ -287,7 +288,9 @@ def evaluate_policy(policy_dir: str, rm_dir: Path, prompts: list[str], samples: 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=10, help="PPO iterations per run (anchor: 10 = 640 episodes)")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each trainer, alternating")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="runs of each trainer, alternating; run r of each has seed r "
+                         "(the held-out score's median is over seeds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of every run")
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "default"),
                     help="OMP_WAIT_POLICY of every run. PASSIVE: OpenMP threads sleep at barriers instead of "
@@ -322,11 +325,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     runs: dict[str, list[dict]] = {"ours": [], "trl": []}
     for r in range(args.repeats):
-        spec = {**common, "name": f"ours-{r}", "prompts": train_prompts, "out_dir": str(workdir / f"ours-{r}")}
+        spec = {**common, "name": f"ours-{r}", "seed": r, "prompts": train_prompts,
+                "out_dir": str(workdir / f"ours-{r}")}
         runs["ours"].append(run_worker(sys.executable, "ours", spec, workdir))
         if trl_python:
             ids = encode_batch(tok, train_prompts, eos=False)  # the same [BOS] + prompt ids as ours
-            spec = {**common, "name": f"trl-{r}", "prompt_ids": ids, "out_dir": str(workdir / f"trl-{r}")}
+            spec = {**common, "name": f"trl-{r}", "seed": r, "prompt_ids": ids, "out_dir": str(workdir / f"trl-{r}")}
             runs["trl"].append(run_worker(trl_python, "trl", spec, workdir))
 
     print("[bench] evaluating initial and final policies on held-out prompts", flush=True)
