@@ -13,7 +13,11 @@ export DO_NOT_TRACK = 1
 export MLFLOW_DISABLE_TELEMETRY = true
 export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE ?= 1
-export OMP_WAIT_POLICY ?= PASSIVE
+# idle OpenMP threads spin ~0.1 ms, then sleep (rlhf_ops/environment.py: GOMP_SPINCOUNT); a user's
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins
+ifeq ($(origin OMP_WAIT_POLICY),undefined)
+export GOMP_SPINCOUNT ?= 10000
+endif
 
 .PHONY: venv git-repo browser-deps run test test-extended test-fast bench clean-state help
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import base_model_dir  # noqa: E402  benchmarks/common.py
+from rlhf_ops.environment import openmp_defaults  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,8 +157,8 @@ def launch(layout: str, workload: str, args, base: Path, rm_dir: Path, port: int
     processes, threads = LAYOUTS[layout]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": str(threads),
-               "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+        openmp_defaults(env)  # OpenMP threads wait as in the pipeline's stages
         torchrun = Path(sys.executable).parent / "torchrun"
         cmd = [str(torchrun), "--nproc_per_node", str(processes), "--master_addr", "127.0.0.1", "--master_port",
                str(port), __file__, "--worker", workload, "--threads", str(threads), "--out", str(out),

@@ -18,8 +18,9 @@ threads (TRL in its own virtualenv, ``benchmarks/.venv-trl112``, created on firs
 ``pip install torch==2.13.0`` then ``trl==1.12.0``), ``--repeats`` times; the figures quoted are
 medians (per run: the median seconds per iteration after the first; across runs: the median
 of those), with each run's CPU seconds per iteration beside them. Other processes share the 2
-cores, so single timings are noisy; OpenMP threads sleep at barriers (``OMP_WAIT_POLICY=PASSIVE``)
-by default, because spinning threads on shared cores made any run 4-8x slower at random.
+cores, so single timings are noisy. Idle OpenMP threads wait as in the pipeline's stages by default
+(they spin ~0.1 ms, then sleep: ``GOMP_SPINCOUNT=10000``); ``--omp-wait-policy`` picks another way for
+both trainers (the anchor ran with libgomp's default).
 
 Reward: each trainer's own ``objective/scores`` curve, and, comparable across the two, the mean
 reward-model score (our ``[BOS] + text + [EOS]`` format) of 4 samples for each of 64 held-out
@@ -47,6 +48,7 @@ import time
 from pathlib import Path
 
 from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
+from rlhf_ops.environment import openmp_defaults
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +249,11 @@ def run_worker(python: str, kind: str, spec: dict, workdir: Path) -> dict:
     spec_file, result_file = workdir / f"{spec['name']}.spec.json", workdir / f"{spec['name']}.result.json"
     spec_file.write_text(json.dumps(spec, ensure_ascii=False))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    if spec["omp_wait_policy"] != "default":
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):  # a set GOMP_SPINCOUNT overrides the policy in libgomp
+        env.pop(key, None)
+    if spec["omp_wait_policy"] == "pipeline":
+        openmp_defaults(env)
+    elif spec["omp_wait_policy"] != "default":
         env["OMP_WAIT_POLICY"] = spec["omp_wait_policy"]
     t0 = time.perf_counter()
     proc = subprocess.run([python, __file__, f"--{kind}-worker", str(spec_file), str(result_file)], env=env,
@@ -292,10 +298,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="runs of each trainer, alternating; run r of each has seed r "
                          "(the held-out score's median is over seeds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of every run")
-    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=("PASSIVE", "ACTIVE", "default"),
-                    help="OMP_WAIT_POLICY of every run. PASSIVE: OpenMP threads sleep at barriers instead of "
-                         "spinning, which on cores shared with other processes makes timings 4-8x less noisy "
-                         "(measured here); 'default' leaves it unset, like the anchor")
+    ap.add_argument("--omp-wait-policy", default="pipeline", choices=("pipeline", "PASSIVE", "ACTIVE", "default"),
+                    help="how idle OpenMP threads of every run wait. pipeline: as in the pipeline's stages, they "
+                         "spin ~0.1 ms, then sleep (GOMP_SPINCOUNT=10000, rlhf_ops/environment.py); PASSIVE: they "
+                         "sleep at once; ACTIVE: they spin; default: libgomp's own (3 ms of spinning), like the "
+                         "anchor")
     ap.add_argument("--lr", type=float, default=1e-5, help="learning rate of both (anchor: 1e-5)")
     ap.add_argument("--skip-trl", action="store_true")
     ap.add_argument("--base-dir", default=str(ROOT / "models" / "base"))

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rlhf_ops.environment import openmp_defaults
+
+    openmp_defaults()  # before torch: OpenMP threads wait as in the pipeline's stages
     import torch
     from transformers import AutoModelForCausalLM
 

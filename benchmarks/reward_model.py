@@ -46,9 +46,11 @@ from pathlib import Path
 from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads thrash shared cores (both trainers)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from rlhf_ops.environment import openmp_defaults  # noqa: E402
+
+openmp_defaults()  # before torch: OpenMP threads wait as in the pipeline's stages (both trainers)
 
 import torch  # noqa: E402
 

@@ -20,7 +20,7 @@ and of the "same-shape" rate (the phase's matmul FLOPs over the time ``torch.mm`
 exactly the shapes it dispatched, measured alone: 100% means the phase costs no more than its
 matmuls would on their own). Writes ``reports/benchmarks/roofline.json``.
 
-    HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/roofline.py   # ~2 min on 2 cores
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/roofline.py   # ~2 min on 2 cores
 
 Other processes share the cores: rates are medians of repeated timings, and the big-shape rate
 is measured before and after (both printed; the fractions use their median).
@@ -40,9 +40,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP (see benchmarks/ppo.py)
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from rlhf_ops.environment import openmp_defaults  # noqa: E402
+
+openmp_defaults()  # before torch starts OpenMP: its threads wait as in the pipeline's stages
 
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import MutableMapping
 
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -29,6 +30,24 @@ MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
+
+
+# How long an idle OpenMP thread of torch (libgomp on Linux) spins before it sleeps: ~0.1 ms (libgomp counts
+# ~100000 spins a millisecond). Its own default (3 ms) burns shared cores; OMP_WAIT_POLICY=PASSIVE (no spin,
+# what the project set before) puts the threads to sleep between torch's many small ops. Measured with
+# benchmarks/ppo.py on 2 cores (2026-12-03): idle, PASSIVE 37.7 episodes/s, 10000 spins 56.4, libgomp's
+# default 55.1; with two busy processes on the same cores, 18.1, 22.1 and 18.9 (the default burning 3.2
+# CPU-s an iteration against 2.3). See README "Threads".
+GOMP_SPINCOUNT = "10000"
+
+
+def openmp_defaults(env: MutableMapping[str, str] | None = None) -> None:
+    """``GOMP_SPINCOUNT=10000`` (see :data:`GOMP_SPINCOUNT`) unless the user set ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT``. libgomp reads them once, when torch loads it: call this before ``import torch``
+    (processes started afterwards inherit it)."""
+    env = os.environ if env is None else env
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
 def find_project_root(start: str | Path | None = None) -> Path:
@@ -50,7 +69,8 @@ def setup_environment(root: str | Path | None = None) -> Path:
     - ``HF_HUB_OFFLINE=1``: nothing is downloaded unless the user sets ``HF_HUB_OFFLINE=0``;
     - MLflow's HTTP retries and timeout shortened (:data:`MLFLOW_HTTP_DEFAULTS`);
     - ``RLHF_PYTHON`` = this interpreter (``tasks/run.sh`` runs the stages with it);
-    - tokenizers' fork warning off (stages are single-process).
+    - tokenizers' fork warning off (stages are single-process);
+    - OpenMP threads spin briefly before they sleep (:func:`openmp_defaults`).
     """
     root = find_project_root(root)
     for key, value in TELEMETRY_OFF.items():
@@ -67,9 +87,9 @@ def setup_environment(root: str | Path | None = None) -> Path:
         os.environ.setdefault(key, value)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads slowed
-    # PPO iterations 4-8x. Read when torch loads, so it reaches the stage processes the flow starts.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads spin ~0.1 ms, then sleep. Read when torch loads (no entry point has imported it
+    # yet), so it also reaches the stage processes the flow starts.
+    openmp_defaults()
     os.environ.setdefault("RLHF_PROJECT_ROOT", str(root))
     # dvc.yaml runs `sh tasks/run.sh <stage>`, which starts `python -m tasks.<stage>` with $RLHF_PYTHON when
     # set: the stages the flow starts use the interpreter running us. The same interpreter first on PATH
