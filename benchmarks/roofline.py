@@ -343,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict:
                      "same_shape_seconds": ideal})
 
     for p in PHASES:
+        if not seconds[p] and (p not in recorders or not recorders[p].flops):
+            continue  # a phase this run did not have (score_policy: the old log-probs come from decoding)
         row(p, [recorders[p]] if p in recorders else [], seconds[p])
     other = iteration_s - sum(seconds.values())
     rows.append({"phase": "other (decode, metrics, ...)", "gflop": 0.0, "seconds": other, "gflops": 0.0,
