@@ -21,7 +21,7 @@ class BaseConfig:
     max_length: int = param(64, "bootstrap: training texts are truncated to this many tokens (BOS and EOS included)",
                             min=4)
     batch_size: int = param(32, "bootstrap: texts per optimiser step", min=1)
-    steps: int = param(600, "bootstrap: optimiser steps", min=1)
+    steps: int = param(1200, "bootstrap: optimiser steps", min=1)
     learning_rate: float = param(2e-3, "bootstrap: peak AdamW learning rate", min=0.0, min_exclusive=True)
     weight_decay: float = param(0.01, "bootstrap: AdamW weight decay", min=0.0)
     warmup_steps: int = param(100, "bootstrap: linear warm-up steps before the cosine decay", min=0)
