@@ -153,7 +153,8 @@ def bench_config(iterations: int, lr: float = 1e-5):
                      lr_schedule="linear", max_new_tokens=16, temperature=1.0, top_k=0, top_p=1.0,
                      kl_control="fixed", init_kl_coef=0.05, kl_estimator="k1", cliprange=0.2, cliprange_value=0.2,
                      vf_coef=0.1, gamma=1.0, lam=0.95, max_grad_norm=0.0, whiten_rewards=False,
-                     score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0)
+                     score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0,
+                     novelty_coef=0.0)
 
 
 def worker_ours(spec: dict) -> dict:

@@ -70,7 +70,7 @@ class PPOConfig:
     score_clip: float = param(0.0, "clip scores to [-c, c] after normalisation; 0 = off", min=0.0)
     missing_eos_penalty: float = param(0.0, "subtracted from the score of a completion that did not end with EOS "
                                        "within `max_new_tokens`; 0 = off", min=0.0)
-    novelty_coef: float = param(0.0, "subtracted from each score, times the completion's n-gram overlap with the "
+    novelty_coef: float = param(1.0, "subtracted from each score, times the completion's n-gram overlap with the "
                                 "rest of its rollout (0..1, see novelty_ngram): a phrase the policy uses everywhere "
                                 "earns less, countering collapse onto the reward model's favourite; 0 = off", min=0.0)
     novelty_ngram: int = param(2, "token n-gram length of that overlap", min=1)
