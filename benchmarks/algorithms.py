@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rlhf_ops.environment import openmp_defaults
 
-    openmp_defaults()  # before torch: OpenMP threads wait as in the pipeline's stages  # see benchmarks/ppo.py: shared cores
+    openmp_defaults()  # before torch: OpenMP threads wait as in the pipeline's stages
     import torch
     from transformers import AutoModelForCausalLM
 
