@@ -207,9 +207,11 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
     """``generate``'s greedy decoding over ``processors`` (the last one an :class:`InverseCDFSampler`) for a GPT-2,
     without its per-token machinery: the same ops on the same shapes, so the same tokens bit for bit.
 
-    One forward of the left-padded prompts ``(batch, P)`` fills a KV cache, then one forward per
-    token of the ``(batch, 1)`` last tokens (keys and values appended, as ``generate``'s cache
-    does); the LM head runs on the last position only. A row that has emitted EOS feeds
+    One forward of the left-padded prompts ``(batch, P)`` fills a static KV cache (one buffer per
+    block with room for ``P + max_new_tokens`` positions), then one forward per token of the
+    ``(batch, 1)`` last tokens, whose keys and values are written into the next column; attention
+    reads the filled columns, the values ``generate``'s growing cache holds (without copying the
+    past at every step); the LM head runs on the last position only. A row that has emitted EOS feeds
     ``pad_token_id`` from then on; the loop stops when every row has. Returns ``(batch, G)``.
 
     ``record(hidden, scores, tokens)``, when given, is called after each token is drawn with the
@@ -231,19 +233,25 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
         steps = torch.arange(width, device=device)
         mask = ((steps[:, None] >= steps[None, :]) & real[:, None, None, :]) | torch.eye(width, dtype=torch.bool,
                                                                                           device=device)
-    cache: list[list[torch.Tensor]] = []
+    cache: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block: keys and values (batch, heads, P + T, d)
 
-    def forward(x: torch.Tensor, mask: torch.Tensor | None, prefill: bool) -> torch.Tensor:
+    def forward(x: torch.Tensor, mask: torch.Tensor | None, slot: int | None) -> torch.Tensor:
+        """``x`` the prompts' embeddings (``slot`` None: fill the cache) or one token's, whose keys and values go to
+        cache column ``slot``."""
         for i, block in enumerate(model.h):
             attn = block.attn
             residual = x
             q, k, v = attn.c_attn(block.ln_1(x)).split(attn.split_size, dim=2)
             q, k, v = (t.view(*t.shape[:-1], -1, attn.head_dim).transpose(1, 2) for t in (q, k, v))
-            if prefill:
-                cache.append([k, v])
+            if slot is None:  # a static cache: room for every token, written in place (no copy of the past per step)
+                keys = k.new_empty(batch, k.shape[1], width + max_new_tokens, k.shape[3])
+                values = torch.empty_like(keys)
+                keys[:, :, :width], values[:, :, :width] = k, v
+                cache.append((keys, values))
             else:
-                cache[i][0] = k = torch.cat([cache[i][0], k], dim=-2)
-                cache[i][1] = v = torch.cat([cache[i][1], v], dim=-2)
+                keys, values = cache[i]
+                keys[:, :, slot:slot + 1], values[:, :, slot:slot + 1] = k, v
+                k, v = keys[:, :, :slot + 1], values[:, :, :slot + 1]
             out = torch.nn.functional.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=0.0, scale=attn.scaling,
                 is_causal=mask is None and q.shape[2] > 1)
@@ -254,7 +262,7 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
         hidden = model.ln_f(x)[:, -1:, :]  # (batch, 1, hidden)
         return hidden[:, -1], lm.lm_head(hidden)[:, -1, :].to(copy=True, dtype=torch.float32)  # (batch, V)
 
-    hidden, scores = forward(model.wte(prompt_ids) + model.wpe(positions), mask, prefill=True)
+    hidden, scores = forward(model.wte(prompt_ids) + model.wpe(positions), mask, slot=None)
     lengths = prompt_mask.long().sum(-1, keepdim=True)  # (batch, 1) the next token's position
     key_mask = real
     sequences = prompt_ids
@@ -277,7 +285,7 @@ def gpt2_decode(lm, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
         key_mask = torch.cat([key_mask, key_mask.new_ones(batch, 1)], dim=1)
         step_mask = key_mask[:, None, None, :] if padded else None
         x = model.wte(tokens[:, None]) + model.wpe(lengths + step)
-        hidden, scores = forward(x, step_mask, prefill=False)
+        hidden, scores = forward(x, step_mask, slot=width + step)
     return torch.stack(out, dim=1)
 
 
