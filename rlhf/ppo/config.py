@@ -57,7 +57,7 @@ class PPOConfig:
     cliprange_value: float = param(0.2, "clip of the value prediction around its rollout value", min=0.0,
                                    min_exclusive=True)
     vf_coef: float = param(0.1, "weight of the value loss in the total loss", min=0.0)
-    entropy_coef: float = param(0.01, "weight of the entropy bonus (subtracted from the loss); 0 = none", min=0.0)
+    entropy_coef: float = param(0.02, "weight of the entropy bonus (subtracted from the loss); 0 = none", min=0.0)
     whiten_advantages: bool = param(True, "standardise advantages over the rollout's real tokens")
     whiten_rewards: bool = param(False, "rescale per-token rewards to unit variance (mean kept) before GAE")
 

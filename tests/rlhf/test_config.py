@@ -78,3 +78,18 @@ def test_tiny_profile_is_a_complete_params_file():
     from rlhf.config import flatten, to_dict
 
     assert set(flatten(read_yaml(REPO / "tests/smoke/params.yaml"))) == set(flatten(to_dict(Params())))
+
+
+def test_tiny_profile_header_lists_exactly_where_it_differs_from_the_defaults():
+    # The header is how a reader of the profile knows what a smoke run does not exercise at default values.
+    from rlhf.config import flatten
+
+    tiny_path = REPO / "tests/smoke/params.yaml"
+    defaults, tiny = flatten(read_yaml(REPO / "params.yaml")), flatten(read_yaml(tiny_path))
+    differ = {".".join(key.split(".")[:2]) for key, value in tiny.items() if defaults.get(key) != value}
+    header = [line for line in tiny_path.read_text(encoding="utf-8").splitlines()
+              if line.startswith("# Differences from the defaults:")]
+    assert len(header) == 1, "tests/smoke/params.yaml: no '# Differences from the defaults:' line"
+    listed = {key.strip() for key in header[0].split(":", 1)[1].split(",")}
+    assert listed == differ, (f"differ but not listed: {sorted(differ - listed)}; "
+                              f"listed but equal: {sorted(listed - differ)}")
