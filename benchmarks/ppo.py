@@ -11,7 +11,8 @@ median 3.35-3.52 s per iteration on 2 cores = 18-19 episodes/s; our goal is >= 3
 * the same PPO settings: 64 episodes per iteration, 16 new tokens at temperature 1 (no top-k /
   top-p), 4 PPO epochs x 4 minibatches, lr 1e-5 decayed linearly, fixed KL coefficient 0.05
   (k1), clip 0.2 / 0.2, vf_coef 0.1, gamma 1, lambda 0.95, no gradient clipping, no reward
-  whitening, raw reward-model scores (TRL's defaults, which the anchor used).
+  whitening, raw reward-model scores, no entropy bonus (TRL's defaults, which the anchor used; until
+  2026-12-03 ours kept the pipeline's entropy bonus of 0.01 here).
 
 Ours and TRL run alternately, each in a fresh subprocess with the same number of torch
 threads (TRL in its own virtualenv, ``benchmarks/.venv-trl112``, created on first use with
@@ -154,7 +155,7 @@ def bench_config(iterations: int, lr: float = 1e-5):
                      kl_control="fixed", init_kl_coef=0.05, kl_estimator="k1", cliprange=0.2, cliprange_value=0.2,
                      vf_coef=0.1, gamma=1.0, lam=0.95, max_grad_norm=0.0, whiten_rewards=False,
                      score_normalization="none", max_kl=0.0, max_approxkl=0.0, checkpoint_every=0, sample_every=0,
-                     novelty_coef=0.0)
+                     entropy_coef=0.0, novelty_coef=0.0)  # TRL's PPO has neither an entropy bonus nor a novelty term
 
 
 def worker_ours(spec: dict) -> dict:
