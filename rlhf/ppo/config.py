@@ -6,7 +6,8 @@ reward model on the same backbone, ~500 train prompts, ~5 minutes on 2 CPU cores
 the published setup (trl 0.1-era PPO) in adaptive KL control (target 6, horizon 10000), GAE
 gamma 1 / lambda 0.95, clip 0.2 for policy and value, value coefficient 0.1 and 16 new tokens
 sampled at temperature 1 with neither top-k nor top-p; they depart from it in the initial KL
-coefficient (0.1, not 0.2), the PPO epochs per rollout (2, not 4) and an entropy bonus (0.01).
+coefficient (0.1, not 0.2), the PPO epochs per rollout (2, not 4), an entropy bonus (0.02) and a
+novelty penalty (1.0); the README's "Tuning PPO" has the sweeps behind them.
 """
 from __future__ import annotations
 
