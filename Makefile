@@ -13,6 +13,8 @@ export DO_NOT_TRACK = 1
 export MLFLOW_DISABLE_TELEMETRY = true
 export DVC_NO_ANALYTICS = 1
 export HF_HUB_OFFLINE ?= 1
+# transformers' hub kernels would be fetched on a GPU (rlhf_ops/environment.py: HUB_DEFAULTS)
+export USE_HUB_KERNELS ?= NO
 # idle OpenMP threads spin ~0.1 ms, then sleep (rlhf_ops/environment.py: GOMP_SPINCOUNT); a user's
 # OMP_WAIT_POLICY or GOMP_SPINCOUNT wins
 ifeq ($(origin OMP_WAIT_POLICY),undefined)

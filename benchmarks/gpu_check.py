@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -39,8 +38,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from distributed import corpus, prompts, rank_lists  # noqa: E402  benchmarks/distributed.py
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from rlhf_ops.environment import hub_defaults  # noqa: E402
+
+hub_defaults()  # offline, and no hub kernels: on CUDA transformers would fetch them at the first .eval()
 
 
 def tiny_pipeline(device: str, precision: str) -> dict:
@@ -118,6 +120,7 @@ def timings(device: str, precision: str, layers: int, width: int, rm_steps: int,
         rm_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
         save_reward_model(model, tok, Path(tmp) / "rm", stats={"mean": 0.0, "std": 1.0})
         rm_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+        rm_device = str(next(model.parameters()).device)
         del model
 
         ppo_cfg = from_dict(PPOConfig, {"iterations": ppo_iterations, "sample_every": 0, "checkpoint_every": 0},
@@ -133,7 +136,8 @@ def timings(device: str, precision: str, layers: int, width: int, rm_steps: int,
         train_ppo(ppo_cfg, policy, ref, tok, reward, prompts(512), Path(tmp) / "policy", seed=0, progress=False,
                   checkpoint_dir=Path(tmp) / "ckpt", accelerator=acc, on_iteration=lambda i, m: eps.append(m["eps"]))
         ppo_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-    return {"parameters": params, "rm_seconds_per_step": round(rm_step, 4), "rm_peak_gib": rm_peak,
+    return {"parameters": params, "rm_device": rm_device, "ppo_device": str(policy.device),
+            "rm_seconds_per_step": round(rm_step, 4), "rm_peak_gib": rm_peak,
             "ppo_episodes_per_second": round(statistics.median(eps[1:] or eps), 2), "ppo_peak_gib": ppo_peak,
             "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
 

@@ -3,8 +3,8 @@
 Every entry point (``rlhf``'s ``main``, a stage's ``stage_main``, the pipeline flow, the schedule's
 ``serve``/``deploy``) calls :func:`setup_environment` first, before Prefect is imported (Prefect reads
 ``PREFECT_HOME`` when it is imported); no module does it when imported. Values already set by the
-user win (``setdefault``), so ``MLFLOW_TRACKING_URI``, ``PREFECT_HOME``, ``PREFECT_API_URL`` or
-``HF_HUB_OFFLINE=0`` override.
+user win (``setdefault``), so ``MLFLOW_TRACKING_URI``, ``PREFECT_HOME``, ``PREFECT_API_URL``,
+``HF_HUB_OFFLINE=0`` or ``USE_HUB_KERNELS=YES`` override.
 """
 from __future__ import annotations
 
@@ -50,6 +50,26 @@ def openmp_defaults(env: MutableMapping[str, str] | None = None) -> None:
         env.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
 
 
+# Hub defaults: nothing is fetched from the Hugging Face hub at run time unless the user asks.
+# USE_HUB_KERNELS: transformers 5 loads every `from_pretrained` model with `use_kernels=True` when the
+# `kernels` package is present (it is a dependency of transformers 5.25), and on a CUDA device its first
+# `.train()` / `.eval()` downloads kernel code (`kernels-community/...`) from the hub. Offline that raises
+# ("... is not available in the local cache and Hugging Face Hub is in offline mode": seen on an H200,
+# 2026-12-04); online it runs code that changes on the hub's side. On the CPU no layer is replaced either
+# way (same outputs). USE_HUB_KERNELS=YES and HF_HUB_OFFLINE=0 let them in.
+HUB_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "USE_HUB_KERNELS": "NO",
+}
+
+
+def hub_defaults(env: MutableMapping[str, str] | None = None) -> None:
+    """:data:`HUB_DEFAULTS` where the user has not set them (read by transformers when it loads a model)."""
+    env = os.environ if env is None else env
+    for key, value in HUB_DEFAULTS.items():
+        env.setdefault(key, value)
+
+
 def find_project_root(start: str | Path | None = None) -> Path:
     """The nearest directory at or above ``start`` (default: cwd) holding ``dvc.yaml``, else cwd."""
     here = Path(start or os.getcwd()).resolve()
@@ -66,7 +86,8 @@ def setup_environment(root: str | Path | None = None) -> Path:
     - ``PREFECT_HOME`` = ``<root>/.prefect`` (ephemeral server database, task-result storage);
     - ``MLFLOW_TRACKING_URI`` = ``sqlite:///<root>/mlflow.db`` (absolute), artifacts under
       ``<root>/mlartifacts`` (see :mod:`rlhf_ops.tracking`);
-    - ``HF_HUB_OFFLINE=1``: nothing is downloaded unless the user sets ``HF_HUB_OFFLINE=0``;
+    - ``HF_HUB_OFFLINE=1``, ``USE_HUB_KERNELS=NO`` (:data:`HUB_DEFAULTS`): nothing is downloaded, no hub kernel
+      code runs, unless the user sets ``HF_HUB_OFFLINE=0`` / ``USE_HUB_KERNELS=YES``;
     - MLflow's HTTP retries and timeout shortened (:data:`MLFLOW_HTTP_DEFAULTS`);
     - ``RLHF_PYTHON`` = this interpreter (``tasks/run.sh`` runs the stages with it);
     - tokenizers' fork warning off (stages are single-process);
@@ -85,7 +106,7 @@ def setup_environment(root: str | Path | None = None) -> Path:
     # An unreachable tracking server: MLflow's defaults (7 retries, 120 s timeout) take minutes to give up.
     for key, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hub_defaults()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     # Idle OpenMP threads spin ~0.1 ms, then sleep. Read when torch loads (no entry point has imported it
     # yet), so it also reaches the stage processes the flow starts.

@@ -2,6 +2,7 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("USE_HUB_KERNELS", "NO")  # rlhf_ops/environment.py: HUB_DEFAULTS
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -15,6 +16,17 @@ torch.set_num_threads(1)
 
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one AcceleratorState per process: an ``Accelerator(cpu=True)`` of one test would make
+    a later test's ``Accelerator()`` run on the CPU too, even on a GPU machine. Each test starts afresh."""
+    yield
+    import sys
+
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="session")

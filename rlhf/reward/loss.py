@@ -17,7 +17,7 @@ as much as a list of K=2 and lists are never expanded into independent pairs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Sequence, Sized
 
 import torch
@@ -43,6 +43,13 @@ class RankPairs:
     @property
     def n_pairs(self) -> int:
         return int(self.winner.numel())
+
+    def to(self, device: torch.device | str) -> "RankPairs":
+        """These index tensors on ``device`` (``self`` when they are there already)."""
+        if self.winner.device == torch.device(device):
+            return self
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
+                                if isinstance(getattr(self, f.name), torch.Tensor)})
 
 
 def build_rank_pairs(lists: Sequence[Sequence[Sized | int]], list_ids: Sequence[str] | None = None) -> RankPairs:
@@ -118,6 +125,7 @@ def rank_loss(scores: torch.Tensor, pairs: RankPairs, *, margin: float | torch.T
     if scores.dim() != 1 or scores.numel() != pairs.n_texts:
         raise ValueError(f"rank_loss: scores of shape {tuple(scores.shape)}; expected ({pairs.n_texts},), one "
                          "score per text of the rank lists")
+    pairs = pairs.to(scores.device)  # built on the CPU; the scores are where the model is
     m = pair_margins(pairs, margin, margin_per_tier_gap).to(scores.device, scores.dtype)
     diff = scores[pairs.winner] - scores[pairs.loser]  # (n_pairs,)
     pair_loss = -F.logsigmoid(diff - m)  # (n_pairs,)

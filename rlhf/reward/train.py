@@ -77,7 +77,7 @@ def score_batch(model: PreTrainedModel, seqs: list[list[int]], pad_id: int, max_
         parts.append(forward_scores(model, ids.to(device), mask.to(device)))
         real += int(mask.sum())
         slots += mask.numel()
-    order = torch.tensor([i for idx in chunks for i in idx])
+    order = torch.tensor([i for idx in chunks for i in idx], device=device)
     return torch.cat(parts)[torch.argsort(order)], real, slots
 
 

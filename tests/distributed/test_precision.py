@@ -13,6 +13,7 @@ def test_rm_and_ppo_train_with_bf16_autocast_on_cpu():
     from gpu_check import timings
 
     out = timings("cpu", "bf16", layers=1, width=32, rm_steps=3, ppo_iterations=2)
+    assert out["rm_device"] == out["ppo_device"] == "cpu"
     assert out["rm_seconds_per_step"] > 0 and out["ppo_episodes_per_second"] > 0
 
 
@@ -21,7 +22,8 @@ def test_rm_and_ppo_train_on_cuda_bf16():
     from gpu_check import timings
 
     out = timings("cuda", "bf16", layers=2, width=64, rm_steps=3, ppo_iterations=2)
-    assert out["device_name"] != "cpu" and out["ppo_episodes_per_second"] > 0
+    assert out["rm_device"].startswith("cuda") and out["ppo_device"].startswith("cuda"), out
+    assert out["ppo_episodes_per_second"] > 0
 
 
 def test_fp16_on_cpu_is_refused_with_a_clear_error():

@@ -1,4 +1,4 @@
-"""How the project's environment sets torch's OpenMP waiting (``rlhf_ops.environment.openmp_defaults``)."""
+"""The project's process environment (``rlhf_ops.environment``): OpenMP waiting, hub downloads and kernels."""
 from __future__ import annotations
 
 import os
@@ -50,3 +50,39 @@ def test_the_makefile_sets_the_same_default_unless_a_policy_is_given(policy, exp
     assert (values[0] if values else None) == expected
     if expected:
         assert expected == environment.GOMP_SPINCOUNT
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, {"HF_HUB_OFFLINE": "1", "USE_HUB_KERNELS": "NO"}),
+    ({"HF_HUB_OFFLINE": "0", "USE_HUB_KERNELS": "YES"}, {"HF_HUB_OFFLINE": "0", "USE_HUB_KERNELS": "YES"}),
+])
+def test_hub_defaults_leave_the_users_settings(given, expected):
+    env = {"PATH": "/bin", **given}
+    environment.hub_defaults(env)
+    assert env == {"PATH": "/bin", **expected}
+
+
+def test_models_loaded_under_the_hub_defaults_use_no_hub_kernels(monkeypatch, tmp_path):
+    """transformers 5 turns hub kernels on for every loaded model when ``kernels`` is installed; on a GPU their
+    first ``.eval()`` downloads kernel code, which fails offline. The project's default turns them off."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=8)).save_pretrained(tmp_path)
+    monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
+    assert AutoModelForCausalLM.from_pretrained(tmp_path).use_kernels  # transformers' own default
+    env = dict(os.environ)
+    environment.hub_defaults(env)
+    monkeypatch.setenv("USE_HUB_KERNELS", env["USE_HUB_KERNELS"])
+    assert not AutoModelForCausalLM.from_pretrained(tmp_path).use_kernels
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_turns_hub_kernels_off_unless_the_user_asks():
+    for given, expected in ((None, "NO"), ("YES", "YES")):
+        env = {k: v for k, v in os.environ.items() if k not in ("USE_HUB_KERNELS", "MAKEFLAGS")}
+        if given:
+            env["USE_HUB_KERNELS"] = given
+        out = subprocess.run(["make", "-s", "-p", "-f", str(ROOT / "Makefile"), "help"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        values = [line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("USE_HUB_KERNELS ")]
+        assert values and values[0] == expected, (given, values)

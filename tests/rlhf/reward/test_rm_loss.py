@@ -107,3 +107,14 @@ def test_wrong_score_shape_is_rejected():
     pairs = build_rank_pairs([[["a"], ["b"]]])
     with pytest.raises(ValueError, match=r"expected \(2,\)"):
         rank_loss(torch.zeros(3), pairs)
+
+
+def test_rank_pairs_move_to_the_scores_device():
+    """The pairs are built on the CPU; rank_loss moves them to the scores' device (CUDA: index_add needs both
+    there; an H200 run of 2026-12-04 failed on exactly this before)."""
+    pairs = build_rank_pairs([[["a"], ["b", "c"]], [["d", "e"], ["f"]]])
+    assert pairs.to("cpu") is pairs
+    moved = pairs.to("meta")
+    assert all(t.device.type == "meta" for t in (moved.winner, moved.loser, moved.pair_list, moved.tier_gap,
+                                                  moved.text_list, moved.text_tier))
+    assert (moved.n_lists, moved.n_pairs, moved.n_texts) == (pairs.n_lists, pairs.n_pairs, pairs.n_texts)
