@@ -84,6 +84,26 @@ def build_base(out: Path, layers: int, width: int) -> Path:
     return out
 
 
+def sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_gib(device: str) -> float | None:
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
+
+
+def reset_peak(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
 def timings(device: str, precision: str, layers: int, width: int, rm_steps: int, ppo_iterations: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
@@ -109,17 +129,15 @@ def timings(device: str, precision: str, layers: int, width: int, rm_steps: int,
         stamps: list[float] = []
 
         def on_step(step, metrics):
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             stamps.append(time.perf_counter())
 
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak(device)
         train_reward_model(cfg, model, tok, rank_lists(cfg.lists_per_batch * rm_steps), [], None, seed=0,
                            on_step=on_step, progress=False, accelerator=acc)
         rm_step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
         save_reward_model(model, tok, Path(tmp) / "rm", stats={"mean": 0.0, "std": 1.0})
-        rm_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+        rm_peak = peak_gib(device)
         rm_device = str(next(model.parameters()).device)
         del model
 
@@ -131,35 +149,14 @@ def timings(device: str, precision: str, layers: int, width: int, rm_steps: int,
         reward = RewardModelReward.from_pretrained(Path(tmp) / "rm", tok, normalization="stats")
         reward.scorer.to(acc.device)
         eps: list[float] = []
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak(device)
         train_ppo(ppo_cfg, policy, ref, tok, reward, prompts(512), Path(tmp) / "policy", seed=0, progress=False,
                   checkpoint_dir=Path(tmp) / "ckpt", accelerator=acc, on_iteration=lambda i, m: eps.append(m["eps"]))
-        ppo_peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+        ppo_peak = peak_gib(device)
     return {"parameters": params, "rm_device": rm_device, "ppo_device": str(policy.device),
             "rm_seconds_per_step": round(rm_step, 4), "rm_peak_gib": rm_peak,
             "ppo_episodes_per_second": round(statistics.median(eps[1:] or eps), 2), "ppo_peak_gib": ppo_peak,
             "device_name": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def peak_gib(device: str) -> float | None:
-    import torch
-
-    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
-
-
-def reset_peak(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
 
 def base_timing(device: str, precision: str, layers: int, width: int, steps: int) -> dict:
