@@ -279,15 +279,21 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-algorithms", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/gpu_check.json"))
+    parser.add_argument("--no-cudnn-attention", action="store_true",
+                        help="torch.backends.cuda.enable_cudnn_sdp(False): attention by the flash / efficient kernels")
     args = parser.parse_args()
     import torch
+
+    if args.no_cudnn_attention:
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)")
     precision = args.precision if args.device == "cuda" else ("no" if args.precision == "fp16" else args.precision)
     summary = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "device": args.device,
                "precision": precision,
-               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
+               "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+               "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled()}
     out = Path(args.out)
     ok = True
     if not args.skip_pipeline:

@@ -77,8 +77,10 @@ def packed_gpt2_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask
     attention sees the padded ``(batch, seq)`` layout, with the causal-and-padding mask the
     model's own forward builds. Positions as :func:`position_ids_from_mask`. Padding positions of
     the result are 0. Per real token the forward equals the model's own (the same ops on the same
-    rows; checked bit for bit in the tests); gradients of the weights sum over fewer rows, so
-    they differ from the padded forward's only by float summation order. The last block computes
+    rows: bit for bit in the tests when every block runs on all rows; to round-off when the last
+    block runs on fewer, as matmuls of another row count may sum in another order on some CPUs);
+    gradients of the weights sum over fewer rows, so they differ from the padded forward's only by
+    float summation order. The last block computes
     only the positions asked for (its keys and values still cover every token): PPO asks for the
     response positions, so the prompt tokens skip the last block's attention output, MLP and the
     final LayerNorm.
