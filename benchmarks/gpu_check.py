@@ -104,11 +104,20 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+CUDNN_ATTENTION = False  # compute.cudnn_attention of every part (--cudnn-attention)
+
+
+def compute_config(device: str, precision: str):
+    from rlhf.compute import ComputeConfig
+
+    return ComputeConfig(device=device, mixed_precision=precision, cudnn_attention=CUDNN_ATTENTION)
+
+
 def timings(device: str, precision: str, layers: int, width: int, rm_steps: int, ppo_iterations: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlhf.compute import ComputeConfig, make_accelerator
+    from rlhf.compute import make_accelerator
     from rlhf.config import from_dict
     from rlhf.ppo.config import PPOConfig
     from rlhf.ppo.model import PolicyWithValueHead
@@ -119,7 +128,7 @@ def timings(device: str, precision: str, layers: int, width: int, rm_steps: int,
     from rlhf.reward.train import train_reward_model
     from rlhf.tokenizer import load_tokenizer
 
-    acc = make_accelerator(ComputeConfig(device=device, mixed_precision=precision), stage="ppo")
+    acc = make_accelerator(compute_config(device, precision), stage="ppo")
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base", layers, width)
         params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base).parameters())
@@ -164,13 +173,13 @@ def base_timing(device: str, precision: str, layers: int, width: int, steps: int
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlhf.compute import ComputeConfig, make_accelerator
+    from rlhf.compute import make_accelerator
     from rlhf.config import from_dict
     from rlhf.models.base_lm import pretrain
     from rlhf.models.config import BaseConfig
     from rlhf.tokenizer import load_tokenizer
 
-    acc = make_accelerator(ComputeConfig(device=device, mixed_precision=precision), stage="base")
+    acc = make_accelerator(compute_config(device, precision), stage="base")
     pos, neg = corpus()
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base", layers, width)
@@ -204,6 +213,7 @@ def algorithm_timings(device: str, precision: str, layers: int, width: int, step
     from rlhf.algorithms.config import DPOConfig, GRPOConfig, RLOOConfig
     from rlhf.algorithms.dpo import PreferencePair, train_dpo
     from rlhf.algorithms.online import train_online
+    from rlhf.compute import prepare_device
     from rlhf.config import from_dict
     from rlhf.ppo.rewards import RewardModelReward
     from rlhf.reward.config import RewardModelConfig
@@ -211,6 +221,7 @@ def algorithm_timings(device: str, precision: str, layers: int, width: int, step
     from rlhf.tokenizer import load_tokenizer
 
     out: dict = {}
+    prepare_device(compute_config(device, precision))  # what the train_policy stage does first
     pos, neg = corpus()
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base", layers, width)
@@ -279,21 +290,20 @@ def main() -> None:
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-algorithms", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/gpu_check.json"))
-    parser.add_argument("--no-cudnn-attention", action="store_true",
-                        help="torch.backends.cuda.enable_cudnn_sdp(False): attention by the flash / efficient kernels")
+    parser.add_argument("--cudnn-attention", action="store_true",
+                        help="compute.cudnn_attention: true (cuDNN's attention kernel; off by default)")
     args = parser.parse_args()
     import torch
 
-    if args.no_cudnn_attention:
-        torch.backends.cuda.enable_cudnn_sdp(False)
-
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: torch sees no CUDA device here; run it on a GPU machine (or --device cpu)")
+    global CUDNN_ATTENTION
+    CUDNN_ATTENTION = args.cudnn_attention
     precision = args.precision if args.device == "cuda" else ("no" if args.precision == "fp16" else args.precision)
     summary = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "device": args.device,
                "precision": precision,
                "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
-               "cudnn_attention": torch.backends.cuda.cudnn_sdp_enabled()}
+               "cudnn_attention": args.cudnn_attention}
     out = Path(args.out)
     ok = True
     if not args.skip_pipeline:

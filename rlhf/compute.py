@@ -48,6 +48,10 @@ class ComputeConfig:
                                    "started by `accelerate launch --config_file` and its num_processes wins")
     main_process_port: int = param(29500, "TCP port of the rendezvous between the workers (127.0.0.1 on one "
                                    "machine)", min=1024, max=65535)
+    cudnn_attention: bool = param(False, "CUDA: let attention use cuDNN's kernel (bf16/fp16). Off: it builds a "
+                                  "plan for every new sequence shape and the stages' batches vary in length "
+                                  "(an H200, bf16: reward-model steps 3.3x slower with it); torch's flash / "
+                                  "memory-efficient kernels run instead")
 
     def validate(self, prefix: str = "compute") -> None:
         if self.mixed_precision is False:
@@ -102,16 +106,32 @@ def check_mixed_precision(mixed_precision: str, device: str) -> None:
                           "or 'no'")
 
 
+def prepare_device(cfg: ComputeConfig) -> str:
+    """The resolved device of ``cfg``, its precision checked, its attention kernels chosen.
+
+    On CUDA, :attr:`ComputeConfig.cudnn_attention` switches torch's cuDNN attention backend for this
+    process (``torch.backends.cuda.enable_cudnn_sdp``); measured on an H200 with bf16, 2026-12-04, a 100M
+    GPT-2: reward-model steps 0.42 s with it against 0.13 s without, base steps 0.18 against 0.058 s (cuDNN
+    builds a plan for each new shape; batches here vary in length). fp32 attention never uses cuDNN.
+    """
+    import torch
+
+    device = resolve_device(cfg.device)
+    check_mixed_precision(cfg.mixed_precision, device)
+    if device == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(cfg.cudnn_attention)
+    return device
+
+
 def make_accelerator(cfg: ComputeConfig, *, stage: str):
     """The :class:`accelerate.Accelerator` of a training stage (one per process).
 
     Inside workers a stage started for itself (``torchrun`` / ``accelerate launch``) it joins their
-    process group; otherwise it is a one-process run on the resolved device.
+    process group; otherwise it is a one-process run on the resolved device (:func:`prepare_device`).
     """
     from accelerate import Accelerator
 
-    device = resolve_device(cfg.device)
-    check_mixed_precision(cfg.mixed_precision, device)
+    device = prepare_device(cfg)
     # gradient accumulation is the trainers' own (``micro_batches``): they weight each micro-batch by its
     # share of the step exactly, where accelerate's would divide every loss by the step count
     return Accelerator(cpu=device == "cpu", mixed_precision=cfg.mixed_precision)

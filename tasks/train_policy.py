@@ -65,7 +65,7 @@ def run(params: Params, root: Path = Path("."), item: str = "grpo") -> dict:
 
     from rlhf.algorithms.dpo import preference_pairs, train_dpo
     from rlhf.algorithms.online import train_grpo, train_rloo
-    from rlhf.compute import check_mixed_precision, resolve_device
+    from rlhf.compute import prepare_device
     from rlhf.ppo.rewards import build_reward_fn
     from rlhf.seed import seed_everything
     from rlhf.tokenizer import load_tokenizer
@@ -73,8 +73,7 @@ def run(params: Params, root: Path = Path("."), item: str = "grpo") -> dict:
 
     cfg = getattr(params, algorithm)
     seed_everything(params.seed)
-    device = resolve_device(params.compute.device)
-    check_mixed_precision(params.compute.mixed_precision, device)
+    device = prepare_device(params.compute)
     prompts = [r["prompt"] for r in read_jsonl(root / PROMPTS) if r.get("split") == "train"]
     if not prompts:
         raise ValueError(f"{PROMPTS}: no train prompts; run the prepare stage")

@@ -74,3 +74,26 @@ def test_one_cpu_process_trains_without_an_accelerator(monkeypatch):
     monkeypatch.delenv(compute.LAUNCHED_ENV, raising=False)
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert compute.stage_accelerator(ComputeConfig(), "ppo") is None  # the plain path: today's numbers
+
+
+@pytest.mark.parametrize("cudnn", [False, True])
+def test_prepare_device_sets_cudnn_attention_on_cuda_only(monkeypatch, cudnn):
+    import torch
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(compute, "check_mixed_precision", lambda mp, device: None)
+    try:
+        monkeypatch.setattr(compute, "resolve_device", lambda device="auto": "cpu")
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert compute.prepare_device(ComputeConfig(cudnn_attention=cudnn)) == "cpu"
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # the CPU leaves torch's setting alone
+        monkeypatch.setattr(compute, "resolve_device", lambda device="auto": "cuda")
+        assert compute.prepare_device(ComputeConfig(mixed_precision="bf16", cudnn_attention=cudnn)) == "cuda"
+        assert torch.backends.cuda.cudnn_sdp_enabled() is cudnn
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_cudnn_attention_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="compute.cudnn_attention"):
+        from_dict(ComputeConfig, {"cudnn_attention": "yes please"}, prefix="compute")
