@@ -80,10 +80,9 @@ def packed_gpt2_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask
     rows: bit for bit in the tests when every block runs on all rows; to round-off when the last
     block runs on fewer, as matmuls of another row count may sum in another order on some CPUs);
     gradients of the weights sum over fewer rows, so they differ from the padded forward's only by
-    float summation order. The last block computes
-    only the positions asked for (its keys and values still cover every token): PPO asks for the
-    response positions, so the prompt tokens skip the last block's attention output, MLP and the
-    final LayerNorm.
+    float summation order. The last block computes only the positions asked for (its keys and values
+    still cover every token): PPO asks for the response positions, so the prompt tokens skip the last
+    block's attention output, MLP and the final LayerNorm.
     """
     batch, seq = input_ids.shape
     real = attention_mask.bool()
