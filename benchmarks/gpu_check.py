@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -246,7 +247,7 @@ def algorithm_timings(device: str, precision: str, layers: int, width: int, step
                               "seconds_per_step": round(metrics["seconds"] / steps, 3),
                               "episodes_per_second": round(metrics.get("episodes_per_second", 0.0), 1),
                               "peak_gib": peak_gib(device)}
-        rng = __import__("random").Random(0)
+        rng = random.Random(0)
         pairs = [PreferencePair(prompt=p[:4], chosen=p[4:], rejected=n[4:])
                  for p, n in zip(rng.sample(pos, 512), rng.sample(neg, 512)) if len(p) > 5 and len(n) > 5]
         cfg = from_dict(DPOConfig, {"steps": steps, "batch_size": 32, "max_length": 64}, prefix="dpo")
